@@ -1,0 +1,98 @@
+/**
+ * Builds the two Fastify apps (API and ops) around a started runtime. Listens on
+ * nothing: main.ts does that, and tests use `inject()`.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ProcessConfig } from './config/env.js';
+import { KeyService, type KeySource } from './envelope/keys.js';
+import { errorHandler, notFoundHandler } from './http/errors.js';
+import { buildOpsApp } from './http/ops.js';
+import { registerV1 } from './http/v1.js';
+import type { Metrics } from './metrics.js';
+import type { RuntimeStatus } from './runtime.js';
+
+export type AppConfig = Pick<ProcessConfig, 'apiKeyDigests' | 'batchLimit' | 'bodyLimit' | 'dev'>;
+
+export interface AppDeps {
+  readonly config: AppConfig;
+  readonly runtime: KeySource & { status(): RuntimeStatus };
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export interface RegisteredRoute {
+  readonly method: string;
+  readonly url: string;
+  readonly bodySchema: unknown;
+}
+
+export interface Apps {
+  readonly api: FastifyInstance;
+  readonly ops: FastifyInstance;
+  /** Every route the two apps registered (HEAD twins excluded): what the OpenAPI test checks. */
+  readonly routes: readonly RegisteredRoute[];
+  /** Marks the process as shutting down: /ready turns 503 so load balancers drain it. */
+  beginShutdown(): void;
+}
+
+export async function buildApp({ config, runtime, metrics, logger }: AppDeps): Promise<Apps> {
+  let shuttingDown = false;
+
+  // pino 10's Logger type is wider than Fastify's; the annotation narrows it without a cast.
+  const apiLogger: FastifyBaseLogger = logger.child({ port: 'api' });
+  const api = Fastify({
+    loggerInstance: apiLogger,
+    bodyLimit: config.bodyLimit,
+    // Mistyped fields are errors, not silently coerced; unknown fields are errors on /v1.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  const routes: RegisteredRoute[] = [];
+  const record = (route: { method: string | string[]; url: string; schema?: { body?: unknown } }): void => {
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: route.url, bodySchema: route.schema?.body });
+    }
+  };
+  api.addHook('onRoute', record);
+
+  // JSON only: Fastify's built-in text/plain parser would turn a wrong Content-Type into a
+  // confusing validation error instead of a clear 415.
+  api.removeContentTypeParser('text/plain');
+  api.setErrorHandler(errorHandler);
+  api.setNotFoundHandler(notFoundHandler);
+  api.addHook('onResponse', async (request, reply) => {
+    const labels = { route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    metrics.httpRequests.inc(labels);
+    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  const keys = new KeyService({ source: runtime, logger });
+  await api.register((scope, _options, done) => {
+    registerV1(scope, { keys, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });
+    done();
+  });
+
+  const ops = buildOpsApp({
+    logger,
+    metrics,
+    onRoute: record,
+    state: {
+      ready: () => !shuttingDown,
+      shuttingDown: () => shuttingDown,
+      status: () => ({ mode: config.dev ? 'development' : 'production', ...runtime.status() }),
+    },
+  });
+
+  await api.ready();
+  await ops.ready();
+  return {
+    api,
+    ops,
+    routes,
+    beginShutdown: () => {
+      shuttingDown = true;
+    },
+  };
+}

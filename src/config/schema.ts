@@ -1,0 +1,83 @@
+/**
+ * Schemas of the tenants file. One schema gives validation, documentation and the
+ * TypeScript types (`Static<>`); nothing here imports a KMS SDK, so validating a file
+ * never loads a driver.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+/** A reference to a secret: the name of an environment variable, or a file path. */
+export const SecretRef = Type.Union(
+  [
+    Type.Object({ env: Type.String({ minLength: 1, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) }, { additionalProperties: false }),
+    Type.Object({ file: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  ],
+  { description: 'Where a secret lives: `{env: NAME}` or `{file: path}`. Never the secret itself.' },
+);
+export type SecretRef = Static<typeof SecretRef>;
+
+/** Durations are written like `500ms`, `2s`, `5m`, `1h`. */
+export const Duration = Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', description: 'A duration: 500ms, 2s, 5m, 1h.' });
+
+export const LocalSettings = Type.Object(
+  {
+    keyFile: Type.String({
+      minLength: 1,
+      description:
+        'File holding the 32-byte master key. Created with owner-only permissions on first use. Relative paths resolve against the tenants file directory.',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type LocalSettings = Static<typeof LocalSettings>;
+
+export const Pkcs11Mechanism = Type.Union([Type.Literal('aes-gcm'), Type.Literal('aes-key-wrap-pad')]);
+export type Pkcs11Mechanism = Static<typeof Pkcs11Mechanism>;
+
+export const Pkcs11Settings = Type.Object(
+  {
+    module: Type.String({ minLength: 1, description: 'Path of the PKCS#11 module (.so).' }),
+    tokenLabel: Type.String({ minLength: 1, maxLength: 32, description: 'Label of the token holding the key.' }),
+    pin: SecretRef,
+    keyLabel: Type.String({ minLength: 1, description: 'CKA_LABEL of the AES master key on the token.' }),
+    mechanism: Type.Optional(Pkcs11Mechanism),
+    sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Sessions kept open (default 4).' })),
+  },
+  { additionalProperties: false },
+);
+export type Pkcs11Settings = Static<typeof Pkcs11Settings>;
+
+export const KmsConfigStatus = Type.Union([Type.Literal('primary'), Type.Literal('active'), Type.Literal('disabled')]);
+export type KmsConfigStatus = Static<typeof KmsConfigStatus>;
+
+export const MAX_CONFIG_ID = 2 ** 31 - 1;
+
+export const KmsConfigEntry = Type.Object(
+  {
+    id: Type.Integer({ minimum: 1, maximum: MAX_CONFIG_ID, description: 'Unique across the file; written into every EDEK.' }),
+    status: KmsConfigStatus,
+    provider: Type.Union([Type.Literal('local'), Type.Literal('pkcs11')]),
+    timeout: Type.Optional(Duration),
+    local: Type.Optional(LocalSettings),
+    pkcs11: Type.Optional(Pkcs11Settings),
+  },
+  { additionalProperties: false },
+);
+export type KmsConfigEntry = Static<typeof KmsConfigEntry>;
+
+export const TENANT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,255}$';
+
+export const TenantEntry = Type.Object(
+  {
+    kmsConfigs: Type.Array(KmsConfigEntry, { maxItems: 64 }),
+  },
+  { additionalProperties: false },
+);
+
+export const TenantsFile = Type.Object(
+  {
+    version: Type.Literal(1),
+    tenants: Type.Record(Type.String(), TenantEntry),
+  },
+  { additionalProperties: false },
+);
+export type TenantsFile = Static<typeof TenantsFile>;

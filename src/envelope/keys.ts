@@ -1,0 +1,251 @@
+/**
+ * The key operations both HTTP faces call: generate, wrap, unwrap, rewrap, and their
+ * batch forms. Owns the rules of DESIGN.md: wraps go to the tenant's primary config;
+ * unwraps accept only the tenant's own entries, refuse disabled configs, and try the
+ * remaining entries in order (primary first) so one KMS outage need not fail a read.
+ */
+import { randomFillSync } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Errors, KeywardError, isKeywardError } from '../errors.js';
+import type { KmsDriver } from '../kms/driver.js';
+import { isKmsError, type KmsError } from '../kms/errors.js';
+import type { KmsConfig, Tenant, TenantDirectory } from '../tenants/directory.js';
+import { edekAad } from './aad.js';
+import { mapLimit } from './concurrency.js';
+import { EdekFormatError, edekEntry, edekFromBase64, edekToBase64, type EncryptedDek } from './edek.js';
+
+export const DEK_BYTES = 32;
+const BATCH_CONCURRENCY = 8;
+
+/** Who asks, and why: carried into logs now and audit events later. */
+export interface RequestMetadata {
+  readonly requestingId: string;
+  readonly dataLabel?: string | undefined;
+  readonly sourceIp?: string | undefined;
+  readonly objectId?: string | undefined;
+  readonly requestId?: string | undefined;
+  readonly custom?: Readonly<Record<string, string>> | undefined;
+}
+
+/** What the key service needs of the runtime: the current tenants and their drivers. */
+export interface KeySource {
+  readonly directory: TenantDirectory;
+  readonly pool: { driverFor(config: KmsConfig): Promise<KmsDriver> };
+}
+
+export interface GeneratedKey {
+  /** The plaintext DEK: the caller sends it and then wipes it. */
+  readonly dek: Buffer;
+  readonly edek: string;
+}
+
+export interface ItemFailure {
+  readonly code: number;
+  readonly message: string;
+}
+
+export interface BatchResult<T> {
+  readonly keys: Map<string, T>;
+  readonly failures: Map<string, ItemFailure>;
+}
+
+export class KeyService {
+  readonly #source: KeySource;
+  readonly #logger: Logger;
+
+  constructor(options: { source: KeySource; logger: Logger }) {
+    this.#source = options.source;
+    this.#logger = options.logger;
+  }
+
+  async generate(tenantId: string, meta: RequestMetadata): Promise<GeneratedKey> {
+    const { tenant, primary } = this.#primaryOf(tenantId);
+    return this.#generateUnder(tenant, primary, meta);
+  }
+
+  /** Wraps a caller-supplied DEK. The caller keeps ownership of `dek`. */
+  async wrap(tenantId: string, dek: Buffer, meta: RequestMetadata): Promise<string> {
+    requireDek(dek);
+    const { tenant, primary } = this.#primaryOf(tenantId);
+    return this.#wrapUnder(tenant, primary, dek, meta);
+  }
+
+  /** Unwraps an EDEK of `tenantId`; the returned DEK is the caller's to wipe. */
+  async unwrap(tenantId: string, edek: string, meta: RequestMetadata): Promise<Buffer> {
+    const tenant = this.#tenant(tenantId);
+    return this.#unwrapEntries(tenant, parseEdek(edek), meta);
+  }
+
+  /** Unwraps under `tenantId`, wraps under the primary config of `newTenantId` (or the same tenant). */
+  async rewrap(tenantId: string, edek: string, newTenantId: string | undefined, meta: RequestMetadata): Promise<string> {
+    const target = this.#primaryOf(newTenantId ?? tenantId);
+    const dek = await this.unwrap(tenantId, edek, meta);
+    try {
+      return await this.#wrapUnder(target.tenant, target.primary, dek, meta);
+    } finally {
+      dek.fill(0);
+    }
+  }
+
+  /** Whole-request errors (unknown tenant, no primary) throw; per-item failures are collected. */
+  async batchGenerate(tenantId: string, ids: readonly string[], meta: RequestMetadata): Promise<BatchResult<GeneratedKey>> {
+    const { tenant, primary } = this.#primaryOf(tenantId);
+    return this.#batch(ids, (_id) => this.#generateUnder(tenant, primary, meta));
+  }
+
+  async batchUnwrap(tenantId: string, edeks: ReadonlyMap<string, string>, meta: RequestMetadata): Promise<BatchResult<Buffer>> {
+    const tenant = this.#tenant(tenantId);
+    return this.#batch([...edeks.keys()], (id) => this.#unwrapEntries(tenant, parseEdek(edeks.get(id)!), meta));
+  }
+
+  async #batch<T>(ids: readonly string[], run: (id: string) => Promise<T>): Promise<BatchResult<T>> {
+    const keys = new Map<string, T>();
+    const failures = new Map<string, ItemFailure>();
+    await mapLimit(ids, BATCH_CONCURRENCY, async (id) => {
+      try {
+        keys.set(id, await run(id));
+      } catch (err) {
+        const error = isKeywardError(err) ? err : this.#unexpected(err);
+        failures.set(id, error.toBody());
+      }
+    });
+    return { keys, failures };
+  }
+
+  async #generateUnder(tenant: Tenant, config: KmsConfig, meta: RequestMetadata): Promise<GeneratedKey> {
+    const dek = randomFillSync(Buffer.alloc(DEK_BYTES));
+    try {
+      return { dek, edek: await this.#wrapUnder(tenant, config, dek, meta) };
+    } catch (err) {
+      dek.fill(0);
+      throw err;
+    }
+  }
+
+  async #wrapUnder(tenant: Tenant, config: KmsConfig, dek: Buffer, meta: RequestMetadata): Promise<string> {
+    let blob: Buffer;
+    try {
+      const driver = await this.#source.pool.driverFor(config);
+      blob = await driver.wrap(dek, edekAad(tenant.id, config.id));
+    } catch (err) {
+      throw this.#kmsFailure(err, config, 'wrap', meta);
+    }
+    return edekToBase64([edekEntry({ encryptedDekData: blob, kmsConfigId: config.id, tenantId: tenant.id })]);
+  }
+
+  async #unwrapEntries(tenant: Tenant, entries: readonly EncryptedDek[], meta: RequestMetadata): Promise<Buffer> {
+    const own = entries.filter((entry) => entry.tenantId === tenant.id);
+    if (own.length === 0) {
+      throw new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK is not assigned to tenant ${tenant.id}`);
+    }
+    if (tenant.configs.length === 0) {
+      throw new KeywardError(Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, `tenant ${tenant.id} has no KMS configurations`);
+    }
+    const usable: Array<{ entry: EncryptedDek; config: KmsConfig }> = [];
+    let refusal: KeywardError | undefined;
+    for (const entry of own) {
+      const config = tenant.configs.find((c) => c.id === entry.kmsConfigId);
+      if (!config) {
+        refusal ??= new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK names KMS config ${entry.kmsConfigId}, which tenant ${tenant.id} does not have`);
+      } else if (config.status === 'disabled') {
+        refusal = new KeywardError(Errors.KMS_CONFIGURATION_DISABLED, `KMS config ${config.id} of tenant ${tenant.id} is disabled`);
+      } else if (entry.leasedKeyId !== 0) {
+        refusal ??= new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK was made under a leased key, and key leasing is not available for KMS config ${config.id}`);
+      } else {
+        usable.push({ entry, config });
+      }
+    }
+    usable.sort((a, b) => Number(b.config.status === 'primary') - Number(a.config.status === 'primary'));
+    let firstFailure: KeywardError | undefined;
+    for (const { entry, config } of usable) {
+      try {
+        const driver = await this.#source.pool.driverFor(config);
+        return await driver.unwrap(entry.encryptedDekData, edekAad(tenant.id, config.id));
+      } catch (err) {
+        firstFailure ??= this.#kmsFailure(err, config, 'unwrap', meta);
+      }
+    }
+    throw firstFailure ?? refusal ?? new KeywardError(Errors.INVALID_PROVIDED_EDEK, 'the EDEK holds no usable key');
+  }
+
+  #tenant(tenantId: string): Tenant {
+    const tenant = this.#source.directory.tenant(tenantId);
+    if (!tenant) {
+      throw new KeywardError(
+        Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS,
+        `No configurations available for the provided tenant ${tenantId}`,
+      );
+    }
+    return tenant;
+  }
+
+  #primaryOf(tenantId: string): { tenant: Tenant; primary: KmsConfig } {
+    const tenant = this.#tenant(tenantId);
+    if (!tenant.primary) {
+      throw new KeywardError(Errors.NO_PRIMARY_KMS_CONFIGURATION, `tenant ${tenantId} has no primary KMS configuration`);
+    }
+    return { tenant, primary: tenant.primary };
+  }
+
+  #kmsFailure(err: unknown, config: KmsConfig, operation: 'wrap' | 'unwrap', meta: RequestMetadata): KeywardError {
+    if (!isKmsError(err)) return this.#unexpected(err);
+    this.#logger.warn(
+      {
+        tenantId: config.tenantId,
+        kmsConfigId: config.id,
+        provider: config.provider,
+        operation,
+        kind: err.kind,
+        reason: err.message,
+        requestingId: meta.requestingId,
+        requestId: meta.requestId,
+      },
+      'KMS operation failed',
+    );
+    return kmsErrorToKeyward(err, config, operation);
+  }
+
+  #unexpected(err: unknown): KeywardError {
+    this.#logger.error({ err }, 'unexpected failure in a key operation');
+    return new KeywardError(Errors.UNKNOWN_ERROR, 'unexpected error; the Keyward log has the details', { cause: err });
+  }
+}
+
+/** The failure class decides the code; the driver's own message (safe by construction) explains. */
+export function kmsErrorToKeyward(err: KmsError, config: Pick<KmsConfig, 'id' | 'provider'>, operation: 'wrap' | 'unwrap'): KeywardError {
+  const where = `KMS config ${config.id} (${config.provider})`;
+  const options = { cause: err, retryAfterSeconds: err.retryAfterSeconds };
+  switch (err.kind) {
+    case 'refused':
+      return new KeywardError(Errors.KMS_AUTHORIZATION_FAILED, `${where} refused access: ${err.message}`, options);
+    case 'key_unusable':
+      return new KeywardError(Errors.KMS_CONFIGURATION_INVALID, `${where} cannot use its key: ${err.message}`, options);
+    case 'bad_ciphertext':
+      return operation === 'unwrap'
+        ? new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK does not decrypt under ${where} for this tenant`, options)
+        : new KeywardError(Errors.KMS_WRAP_FAILED, `${where} rejected the wrap: ${err.message}`, options);
+    case 'unreachable':
+      return new KeywardError(Errors.KMS_UNREACHABLE, `${where} is unreachable: ${err.message}`, options);
+    case 'throttled':
+      return new KeywardError(Errors.KMS_THROTTLED, `${where} throttled the request: ${err.message}`, options);
+    case 'account_issue':
+      return new KeywardError(Errors.KMS_ACCOUNT_ISSUE, `${where} reports an account problem: ${err.message}`, options);
+    case 'other':
+      return new KeywardError(operation === 'wrap' ? Errors.KMS_WRAP_FAILED : Errors.KMS_UNWRAP_FAILED, `${where} failed the ${operation}: ${err.message}`, options);
+  }
+}
+
+function parseEdek(edek: string): EncryptedDek[] {
+  try {
+    return edekFromBase64(edek);
+  } catch (err) {
+    if (err instanceof EdekFormatError) throw new KeywardError(Errors.INVALID_PROVIDED_EDEK, err.message, { cause: err });
+    throw err;
+  }
+}
+
+function requireDek(dek: Buffer): void {
+  if (dek.length !== DEK_BYTES) {
+    throw new KeywardError(Errors.INVALID_REQUEST_BODY, `dek must be exactly ${DEK_BYTES} bytes (got ${dek.length})`);
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * Owns the live drivers. Configs with identical settings share one driver (the AAD
+ * keeps their EDEKs apart). A reload keeps drivers whose settings did not change,
+ * starts new ones, and closes retired ones once their in-flight calls are done.
+ * A driver that failed to start is retried on use, at most every `retryInitMs`.
+ */
+import type { Logger } from 'pino';
+import type { KmsDriver, ProviderName } from './driver.js';
+import { KmsError, isKmsError } from './errors.js';
+import { withMetrics, withTimeout } from './wrappers.js';
+import { SecretError, readSecret } from '../config/secrets.js';
+import type { Metrics } from '../metrics.js';
+import type { KmsConfig, TenantDirectory } from '../tenants/directory.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Lazy: a cloud SDK or native module is only loaded when a config names its provider. */
+const FACTORIES: Record<ProviderName, (config: KmsConfig, env: Env, logger: Logger) => Promise<KmsDriver>> = {
+  local: async (config, _env, logger) => {
+    if (config.provider !== 'local') throw new Error('provider mismatch');
+    const { createLocalDriver } = await import('./drivers/local.js');
+    return createLocalDriver({ keyFile: config.local.keyFile }, { logger });
+  },
+  pkcs11: async (config, env, logger) => {
+    if (config.provider !== 'pkcs11') throw new Error('provider mismatch');
+    const { createPkcs11Driver } = await import('./drivers/pkcs11.js');
+    const s = config.pkcs11;
+    const pin = await readSecret(s.pin, env);
+    return createPkcs11Driver(
+      { module: s.module, tokenLabel: s.tokenLabel, keyLabel: s.keyLabel, pin, mechanism: s.mechanism ?? 'aes-gcm', sessions: s.sessions ?? 4 },
+      { logger },
+    );
+  },
+};
+
+export interface DriverPoolOptions {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly env: Env;
+  readonly retryInitMs?: number;
+}
+
+export interface PoolStatus {
+  readonly ready: number;
+  readonly failed: number;
+  readonly starting: number;
+}
+
+class Slot {
+  state: 'starting' | 'ready' | 'failed' | 'closed' = 'starting';
+  driver: KmsDriver | undefined;
+  error: KmsError | undefined;
+  failedAt = 0;
+  pending: Promise<KmsDriver> | undefined;
+  inFlight = 0;
+  retired = false;
+  #idle: (() => void) | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly provider: ProviderName,
+    private readonly start: () => Promise<KmsDriver>,
+  ) {}
+
+  /** Starts (or restarts) the driver once, however many callers wait for it. */
+  boot(): Promise<KmsDriver> {
+    this.pending ??= this.start()
+      .then((driver) => {
+        if (this.state === 'closed') {
+          void driver.close();
+          throw new KmsError('unreachable', 'the KMS driver was retired while starting');
+        }
+        this.state = 'ready';
+        this.driver = driver;
+        this.error = undefined;
+        return driver;
+      })
+      .catch((err: unknown) => {
+        this.state = this.state === 'closed' ? 'closed' : 'failed';
+        this.error = isKmsError(err) ? err : new KmsError('other', 'the KMS driver could not start', { cause: err });
+        this.failedAt = Date.now();
+        throw this.error;
+      })
+      .finally(() => {
+        this.pending = undefined;
+      });
+    return this.pending;
+  }
+
+  enter(): void {
+    this.inFlight += 1;
+  }
+
+  leave(): void {
+    this.inFlight -= 1;
+    if (this.inFlight === 0) this.#idle?.();
+  }
+
+  async close(): Promise<void> {
+    this.state = 'closed';
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    const driver = this.driver;
+    this.driver = undefined;
+    await driver?.close();
+  }
+}
+
+export class DriverPool {
+  readonly #slots = new Map<string, Slot>();
+  readonly #options: DriverPoolOptions;
+  readonly #retryInitMs: number;
+
+  constructor(options: DriverPoolOptions) {
+    this.#options = options;
+    this.#retryInitMs = options.retryInitMs ?? 5_000;
+  }
+
+  /**
+   * Makes the pool serve `directory`: starts drivers for new settings (waiting until
+   * each has started or failed), and retires drivers no config uses any more.
+   */
+  async sync(directory: TenantDirectory): Promise<void> {
+    const wanted = new Map<string, KmsConfig>();
+    for (const config of directory.configs()) wanted.set(slotKey(config), config);
+
+    const starting: Promise<unknown>[] = [];
+    for (const [key, config] of wanted) {
+      if (this.#slots.has(key)) continue;
+      const slot = this.#createSlot(key, config);
+      this.#slots.set(key, slot);
+      starting.push(slot.boot().catch((err: unknown) => this.#logStartFailure(config, err)));
+    }
+    await Promise.all(starting);
+
+    for (const [key, slot] of this.#slots) {
+      if (wanted.has(key)) continue;
+      this.#slots.delete(key);
+      slot.retired = true;
+      slot.close().catch((err: unknown) => this.#options.logger.warn({ err, provider: slot.provider }, 'closing a retired KMS driver failed'));
+    }
+  }
+
+  /** The driver for `config`, ready to call; throws a classified KmsError when it cannot start. */
+  async driverFor(config: KmsConfig): Promise<KmsDriver> {
+    const slot = this.#slots.get(slotKey(config));
+    if (!slot || slot.state === 'closed') throw new KmsError('unreachable', 'the KMS driver for this configuration is shutting down');
+    if (slot.state === 'ready' && slot.driver) return this.#tracked(slot, slot.driver);
+    if (slot.state === 'failed' && slot.error && Date.now() - slot.failedAt < this.#retryInitMs) throw slot.error;
+    try {
+      return this.#tracked(slot, await slot.boot());
+    } catch (err) {
+      this.#logStartFailure(config, err);
+      throw err;
+    }
+  }
+
+  status(): PoolStatus {
+    let ready = 0;
+    let failed = 0;
+    let starting = 0;
+    for (const slot of this.#slots.values()) {
+      if (slot.state === 'ready') ready += 1;
+      else if (slot.state === 'failed') failed += 1;
+      else if (slot.state === 'starting') starting += 1;
+    }
+    return { ready, failed, starting };
+  }
+
+  async close(): Promise<void> {
+    const slots = [...this.#slots.values()];
+    this.#slots.clear();
+    await Promise.allSettled(slots.map((slot) => slot.close()));
+  }
+
+  #createSlot(key: string, config: KmsConfig): Slot {
+    const { logger, metrics, env } = this.#options;
+    const startTimeout = Math.max(config.timeoutMs, 10_000);
+    const start = async (): Promise<KmsDriver> => {
+      const raw = await withDeadline(FACTORIES[config.provider](config, env, logger), startTimeout, config.provider);
+      return withMetrics(withTimeout(raw, config.timeoutMs), metrics);
+    };
+    return new Slot(key, config.provider, start);
+  }
+
+  #tracked(slot: Slot, driver: KmsDriver): KmsDriver {
+    const run = async (call: () => Promise<Buffer>): Promise<Buffer> => {
+      slot.enter();
+      try {
+        return await call();
+      } finally {
+        slot.leave();
+      }
+    };
+    return {
+      provider: driver.provider,
+      wrap: (plaintext, aad) => run(() => driver.wrap(plaintext, aad)),
+      unwrap: (blob, aad) => run(() => driver.unwrap(blob, aad)),
+      close: () => Promise.resolve(),
+    };
+  }
+
+  #logStartFailure(config: KmsConfig, err: unknown): void {
+    this.#options.logger.error(
+      {
+        provider: config.provider,
+        kmsConfigId: config.id,
+        tenantId: config.tenantId,
+        kind: isKmsError(err) ? err.kind : 'other',
+        reason: (err as Error).message,
+        cause: isKmsError(err) && err.cause instanceof Error ? err.cause.message : undefined,
+      },
+      'KMS driver could not start; requests for this configuration fail until it does',
+    );
+  }
+}
+
+function slotKey(config: KmsConfig): string {
+  return `${config.fingerprint}:${config.timeoutMs}`;
+}
+
+/**
+ * Bounds driver start-up. A driver that starts after its deadline is closed at once.
+ * Secret-reading errors are ours and name the reference, never the value; any other
+ * unexpected error keeps its text in the log only.
+ */
+function withDeadline(start: Promise<KmsDriver>, ms: number, provider: string): Promise<KmsDriver> {
+  return new Promise<KmsDriver>((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new KmsError('unreachable', `the ${provider} KMS driver did not start within ${ms} ms`));
+    }, ms);
+    timer.unref();
+    start.then(
+      (driver) => {
+        clearTimeout(timer);
+        if (late) void driver.close().catch(() => undefined);
+        else resolve(driver);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (late) return;
+        if (isKmsError(err)) reject(err);
+        else if (err instanceof SecretError) reject(new KmsError('key_unusable', err.message, { cause: err }));
+        else reject(new KmsError('other', `the ${provider} KMS driver could not start (see the Keyward log)`, { cause: err }));
+      },
+    );
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * Prometheus metrics, on an injected registry. Units are seconds; label sets are
+ * closed (route templates, status codes, provider names, failure kinds) — never a
+ * tenant id, key id or error text.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly httpRequests: Counter<'route' | 'status'>;
+  readonly httpDuration: Histogram<'route' | 'status'>;
+  readonly kmsRequests: Counter<'provider' | 'operation' | 'outcome'>;
+  readonly kmsDuration: Histogram<'provider' | 'operation' | 'outcome'>;
+  readonly configReloads: Counter<'outcome'>;
+}
+
+export function createMetrics(options: { registry?: Registry; processMetrics?: boolean } = {}): Metrics {
+  const registry = options.registry ?? new Registry();
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'keyward_http_requests_total',
+      help: 'HTTP requests answered, by route template and status code.',
+      labelNames: ['route', 'status'],
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: 'keyward_http_request_duration_seconds',
+      help: 'Time to answer an HTTP request, by route template and status code.',
+      labelNames: ['route', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    kmsRequests: new Counter({
+      name: 'keyward_kms_requests_total',
+      help: 'Calls to tenant KMSs, by provider, operation (wrap, unwrap) and outcome (ok or a failure class).',
+      labelNames: ['provider', 'operation', 'outcome'],
+      registers,
+    }),
+    kmsDuration: new Histogram({
+      name: 'keyward_kms_request_duration_seconds',
+      help: 'Latency of calls to tenant KMSs, by provider, operation and outcome.',
+      labelNames: ['provider', 'operation', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    configReloads: new Counter({
+      name: 'keyward_config_reloads_total',
+      help: 'Tenants-file reloads, by outcome (success, failure). A failed reload keeps the previous config.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+  };
+}

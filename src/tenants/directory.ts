@@ -1,0 +1,58 @@
+/**
+ * An immutable snapshot of tenants and their KMS configs, as validated from the
+ * tenants file. A reload builds a new snapshot; nothing mutates one in place.
+ */
+import type { KmsConfigStatus, LocalSettings, Pkcs11Settings } from '../config/schema.js';
+
+interface KmsConfigBase {
+  readonly id: number;
+  readonly tenantId: string;
+  readonly status: KmsConfigStatus;
+  readonly timeoutMs: number;
+  /** Stable digest of the settings that shape the driver: equal digests may share one. */
+  readonly fingerprint: string;
+}
+
+export interface LocalKmsConfig extends KmsConfigBase {
+  readonly provider: 'local';
+  readonly local: LocalSettings;
+}
+
+export interface Pkcs11KmsConfig extends KmsConfigBase {
+  readonly provider: 'pkcs11';
+  readonly pkcs11: Pkcs11Settings;
+}
+
+export type KmsConfig = LocalKmsConfig | Pkcs11KmsConfig;
+
+export interface Tenant {
+  readonly id: string;
+  readonly configs: readonly KmsConfig[];
+  readonly primary: KmsConfig | undefined;
+}
+
+export class TenantDirectory {
+  readonly #tenants: ReadonlyMap<string, Tenant>;
+  readonly #configs: ReadonlyMap<number, KmsConfig>;
+
+  constructor(tenants: readonly Tenant[]) {
+    this.#tenants = new Map(tenants.map((t) => [t.id, t]));
+    this.#configs = new Map(tenants.flatMap((t) => t.configs.map((c) => [c.id, c] as const)));
+  }
+
+  tenant(id: string): Tenant | undefined {
+    return this.#tenants.get(id);
+  }
+
+  config(id: number): KmsConfig | undefined {
+    return this.#configs.get(id);
+  }
+
+  get tenantCount(): number {
+    return this.#tenants.size;
+  }
+
+  configs(): IterableIterator<KmsConfig> {
+    return this.#configs.values();
+  }
+}
