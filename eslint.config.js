@@ -27,6 +27,16 @@ export default tseslint.config(
     },
   },
   {
+    // Plain JavaScript run directly by node (e.g. the network-namespace launcher): linted
+    // without type information.
+    files: ['**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      globals: { process: 'readonly' },
+    },
+  },
+  {
     files: ['test/**', 'scripts/**', 'bench/**'],
     rules: {
       'no-console': 'off',

@@ -15,6 +15,9 @@ fi
 step "provisioning SoftHSM2"
 bash scripts/provision-softhsm.sh
 
+step "provisioning KMS emulators (cache: ${KEYWARD_TEST_CACHE:-$HOME/.cache/keyward-test})"
+bash scripts/provision-emulators.sh
+
 step "typecheck (tsc --noEmit)"
 npx tsc -p tsconfig.json --noEmit
 

@@ -13,6 +13,7 @@ export interface Metrics {
   readonly httpDuration: Histogram<'route' | 'status'>;
   readonly kmsRequests: Counter<'provider' | 'operation' | 'outcome'>;
   readonly kmsDuration: Histogram<'provider' | 'operation' | 'outcome'>;
+  readonly kmsRetries: Counter<'provider' | 'operation' | 'reason'>;
   readonly configReloads: Counter<'outcome'>;
 }
 
@@ -46,6 +47,12 @@ export function createMetrics(options: { registry?: Registry; processMetrics?: b
       help: 'Latency of calls to tenant KMSs, by provider, operation and outcome.',
       labelNames: ['provider', 'operation', 'outcome'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    kmsRetries: new Counter({
+      name: 'keyward_kms_retries_total',
+      help: 'KMS call attempts retried, by provider, operation and the failure class that caused the retry (unreachable, throttled).',
+      labelNames: ['provider', 'operation', 'reason'],
       registers,
     }),
     configReloads: new Counter({

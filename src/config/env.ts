@@ -115,7 +115,7 @@ export function loadProcessConfig(env: Env, cwd: string): ProcessConfig {
     bodyLimit: integer('KEYWARD_BODY_LIMIT', 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
     shutdownTimeoutMs: duration('KEYWARD_SHUTDOWN_TIMEOUT', '10s', 100, 600_000),
     configPollMs: duration('KEYWARD_CONFIG_POLL', '10s', 100, 3_600_000),
-    kmsTimeoutMs: duration('KEYWARD_KMS_TIMEOUT', '5s', 10, 120_000),
+    kmsTimeoutMs: duration('KEYWARD_KMS_TIMEOUT', '2s', 10, 120_000),
   };
   const wildcard = (host: string): boolean => host === '0.0.0.0' || host === '::';
   const overlap = config.api.host === config.ops.host || wildcard(config.api.host) || wildcard(config.ops.host);

@@ -5,15 +5,13 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-/** A reference to a secret: the name of an environment variable, or a file path. */
-export const SecretRef = Type.Union(
-  [
-    Type.Object({ env: Type.String({ minLength: 1, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) }, { additionalProperties: false }),
-    Type.Object({ file: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
-  ],
-  { description: 'Where a secret lives: `{env: NAME}` or `{file: path}`. Never the secret itself.' },
-);
-export type SecretRef = Static<typeof SecretRef>;
+import { AwsSettings } from './providers/aws.js';
+import { AzureSettings } from './providers/azure.js';
+import { GcpSettings } from './providers/gcp.js';
+import { SecretRef } from './secret-ref.js';
+
+export { SecretRef };
+export { AwsSettings, AzureSettings, GcpSettings };
 
 /** Durations are written like `500ms`, `2s`, `5m`, `1h`. */
 export const Duration = Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', description: 'A duration: 500ms, 2s, 5m, 1h.' });
@@ -55,10 +53,16 @@ export const KmsConfigEntry = Type.Object(
   {
     id: Type.Integer({ minimum: 1, maximum: MAX_CONFIG_ID, description: 'Unique across the file; written into every EDEK.' }),
     status: KmsConfigStatus,
-    provider: Type.Union([Type.Literal('local'), Type.Literal('pkcs11')]),
+    provider: Type.Union([Type.Literal('local'), Type.Literal('pkcs11'), Type.Literal('aws'), Type.Literal('azure'), Type.Literal('gcp')]),
     timeout: Type.Optional(Duration),
+    retries: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 5, description: 'Retries of an unreachable or throttled KMS call (default 2); refusals are never retried.' }),
+    ),
     local: Type.Optional(LocalSettings),
     pkcs11: Type.Optional(Pkcs11Settings),
+    aws: Type.Optional(AwsSettings),
+    azure: Type.Optional(AzureSettings),
+    gcp: Type.Optional(GcpSettings),
   },
   { additionalProperties: false },
 );

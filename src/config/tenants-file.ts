@@ -13,7 +13,8 @@ import { parseDuration } from './duration.js';
 import { SecretRef, TENANT_ID_PATTERN, TenantsFile, type KmsConfigEntry } from './schema.js';
 import { TenantDirectory, type KmsConfig, type Tenant } from '../tenants/directory.js';
 
-const PROVIDER_BLOCKS = ['local', 'pkcs11'] as const;
+const PROVIDER_BLOCKS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
+const DEFAULT_RETRIES = 2;
 const MAX_KMS_TIMEOUT_MS = 120_000;
 
 export interface TenantsFileOptions {
@@ -106,7 +107,7 @@ function buildConfig(
       ok = false;
     } else timeoutMs = ms;
   }
-  const base = { id: raw.id, tenantId, status: raw.status, timeoutMs };
+  const base = { id: raw.id, tenantId, status: raw.status, timeoutMs, retries: raw.retries ?? DEFAULT_RETRIES };
   const path = (p: string): string => (isAbsolute(p) ? p : resolve(options.baseDir, p));
   const secret = (ref: SecretRef): SecretRef => ('file' in ref ? { file: path(ref.file) } : ref);
 
@@ -133,7 +134,41 @@ function buildConfig(
       });
       return ok ? Object.freeze({ ...base, provider: 'pkcs11', pkcs11, fingerprint: fingerprint({ provider: 'pkcs11', pkcs11 }) }) : undefined;
     }
+    case 'aws':
+    case 'azure':
+    case 'gcp': {
+      const block = raw[raw.provider];
+      if (!block) {
+        problems.push(`${where}.${raw.provider}: required when provider is ${raw.provider}`);
+        return undefined;
+      }
+      // Cloud settings name files only through secret references: resolve those.
+      const settings = deepFreeze(resolveSecretFiles(block, path));
+      const config = { ...base, provider: raw.provider, [raw.provider]: settings, fingerprint: fingerprint({ provider: raw.provider, settings }) };
+      return ok ? (Object.freeze(config) as KmsConfig) : undefined;
+    }
   }
+}
+
+/** Copies `value`, resolving every `{file: path}` secret reference against the tenants file directory. */
+function resolveSecretFiles<T>(value: T, path: (p: string) => string): T {
+  if (Array.isArray(value)) return value.map((v: unknown) => resolveSecretFiles(v, path)) as T;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length === 1 && entries[0]![0] === 'file' && typeof entries[0]![1] === 'string') {
+      return { file: path(entries[0]![1]) } as T;
+    }
+    return Object.fromEntries(entries.map(([k, v]) => [k, resolveSecretFiles(v, path)])) as T;
+  }
+  return value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /**

@@ -16,3 +16,16 @@ export function edekAad(tenantId: string, kmsConfigId: number): Buffer {
   out.writeUInt32BE(kmsConfigId, LABEL.length + 4 + tenant.length);
   return out;
 }
+
+/**
+ * Reads an AAD made by `edekAad` back into its parts, for drivers that can show them
+ * to the tenant (AWS puts them in the encryption context, which CloudTrail logs).
+ * Undefined for any other bytes.
+ */
+export function parseEdekAad(aad: Buffer): { tenantId: string; kmsConfigId: number } | undefined {
+  if (aad.length < LABEL.length + 8 || !aad.subarray(0, LABEL.length).equals(LABEL)) return undefined;
+  const length = aad.readUInt32BE(LABEL.length);
+  if (aad.length !== LABEL.length + 4 + length + 4) return undefined;
+  const tenantId = aad.subarray(LABEL.length + 4, LABEL.length + 4 + length).toString('utf8');
+  return { tenantId, kmsConfigId: aad.readUInt32BE(LABEL.length + 4 + length) };
+}

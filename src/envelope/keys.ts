@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Errors, KeywardError, isKeywardError } from '../errors.js';
 import type { KmsDriver } from '../kms/driver.js';
 import { isKmsError, type KmsError } from '../kms/errors.js';
+import { providerMessage } from '../kms/redact.js';
 import type { KmsConfig, Tenant, TenantDirectory } from '../tenants/directory.js';
 import { edekAad } from './aad.js';
 import { mapLimit } from './concurrency.js';
@@ -197,6 +198,7 @@ export class KeyService {
         operation,
         kind: err.kind,
         reason: err.message,
+        providerMessage: providerMessage(err),
         requestingId: meta.requestingId,
         requestId: meta.requestId,
       },

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 
-export const PROVIDERS = ['local', 'pkcs11'] as const;
+export const PROVIDERS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
 /**
@@ -13,15 +13,24 @@ export type ProviderName = (typeof PROVIDERS)[number];
  * - `unwrap` with any other `aad`, or of a modified blob, rejects with kind `bad_ciphertext`;
  * - neither method modifies its inputs, and the returned buffer is the caller's to wipe;
  * - concurrent calls are safe;
- * - after `close()`, calls reject.
+ * - after `close()`, calls reject;
+ * - a driver does not retry: `withRetry` does, for every provider alike (SDK retries off);
+ * - `options.signal` aborts the call (passed on to the SDK), as `withTimeout` does.
  */
 export interface KmsDriver {
   readonly provider: ProviderName;
-  wrap(plaintext: Buffer, aad: Buffer): Promise<Buffer>;
-  unwrap(ciphertext: Buffer, aad: Buffer): Promise<Buffer>;
+  wrap(plaintext: Buffer, aad: Buffer, options?: CallOptions): Promise<Buffer>;
+  unwrap(ciphertext: Buffer, aad: Buffer, options?: CallOptions): Promise<Buffer>;
   close(): Promise<void>;
+}
+
+export interface CallOptions {
+  /** Aborted when the caller stops waiting (timeout); the driver should cancel its request. */
+  readonly signal?: AbortSignal;
 }
 
 export interface DriverContext {
   readonly logger: Logger;
+  /** Environment for resolving `{env: NAME}` secret references (only main.ts reads `process.env`). */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }

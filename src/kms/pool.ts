@@ -5,31 +5,50 @@
  * A driver that failed to start is retried on use, at most every `retryInitMs`.
  */
 import type { Logger } from 'pino';
-import type { KmsDriver, ProviderName } from './driver.js';
+import type { DriverContext, KmsDriver, ProviderName } from './driver.js';
 import { KmsError, isKmsError } from './errors.js';
-import { withMetrics, withTimeout } from './wrappers.js';
+import { providerMessage } from './redact.js';
+import { withMetrics, withRetry, withTimeout } from './wrappers.js';
 import { SecretError, readSecret } from '../config/secrets.js';
 import type { Metrics } from '../metrics.js';
 import type { KmsConfig, TenantDirectory } from '../tenants/directory.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
-
-/** Lazy: a cloud SDK or native module is only loaded when a config names its provider. */
-const FACTORIES: Record<ProviderName, (config: KmsConfig, env: Env, logger: Logger) => Promise<KmsDriver>> = {
-  local: async (config, _env, logger) => {
+/**
+ * Lazy: a cloud SDK or native module is only loaded when a config names its provider.
+ * Each factory gets its own provider's settings block and the driver context.
+ */
+type Factory = (config: KmsConfig, ctx: DriverContext) => Promise<KmsDriver>;
+const FACTORIES: Record<ProviderName, Factory> = {
+  local: async (config, ctx) => {
     if (config.provider !== 'local') throw new Error('provider mismatch');
     const { createLocalDriver } = await import('./drivers/local.js');
-    return createLocalDriver({ keyFile: config.local.keyFile }, { logger });
+    return createLocalDriver({ keyFile: config.local.keyFile }, ctx);
   },
-  pkcs11: async (config, env, logger) => {
+  pkcs11: async (config, ctx) => {
     if (config.provider !== 'pkcs11') throw new Error('provider mismatch');
     const { createPkcs11Driver } = await import('./drivers/pkcs11.js');
     const s = config.pkcs11;
-    const pin = await readSecret(s.pin, env);
+    const pin = await readSecret(s.pin, ctx.env);
     return createPkcs11Driver(
       { module: s.module, tokenLabel: s.tokenLabel, keyLabel: s.keyLabel, pin, mechanism: s.mechanism ?? 'aes-gcm', sessions: s.sessions ?? 4 },
-      { logger },
+      ctx,
     );
+  },
+  aws: async (config, ctx) => {
+    if (config.provider !== 'aws') throw new Error('provider mismatch');
+    const { createAwsDriver } = await import('./drivers/aws.js');
+    return createAwsDriver(config.aws, ctx);
+  },
+  azure: async (config, ctx) => {
+    if (config.provider !== 'azure') throw new Error('provider mismatch');
+    const { createAzureDriver } = await import('./drivers/azure.js');
+    return createAzureDriver(config.azure, ctx);
+  },
+  gcp: async (config, ctx) => {
+    if (config.provider !== 'gcp') throw new Error('provider mismatch');
+    const { createGcpDriver } = await import('./drivers/gcp.js');
+    return createGcpDriver(config.gcp, ctx);
   },
 };
 
@@ -176,8 +195,8 @@ export class DriverPool {
     const { logger, metrics, env } = this.#options;
     const startTimeout = Math.max(config.timeoutMs, 10_000);
     const start = async (): Promise<KmsDriver> => {
-      const raw = await withDeadline(FACTORIES[config.provider](config, env, logger), startTimeout, config.provider);
-      return withMetrics(withTimeout(raw, config.timeoutMs), metrics);
+      const raw = await withDeadline(FACTORIES[config.provider](config, { logger, env }), startTimeout, config.provider);
+      return withMetrics(withRetry(withTimeout(raw, config.timeoutMs), { retries: config.retries, metrics }), metrics);
     };
     return new Slot(key, config.provider, start);
   }
@@ -207,7 +226,7 @@ export class DriverPool {
         tenantId: config.tenantId,
         kind: isKmsError(err) ? err.kind : 'other',
         reason: (err as Error).message,
-        cause: isKmsError(err) && err.cause instanceof Error ? err.cause.message : undefined,
+        providerMessage: providerMessage(err),
       },
       'KMS driver could not start; requests for this configuration fail until it does',
     );
@@ -215,7 +234,7 @@ export class DriverPool {
 }
 
 function slotKey(config: KmsConfig): string {
-  return `${config.fingerprint}:${config.timeoutMs}`;
+  return `${config.fingerprint}:${config.timeoutMs}:${config.retries}`;
 }
 
 /**

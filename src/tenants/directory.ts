@@ -2,13 +2,16 @@
  * An immutable snapshot of tenants and their KMS configs, as validated from the
  * tenants file. A reload builds a new snapshot; nothing mutates one in place.
  */
-import type { KmsConfigStatus, LocalSettings, Pkcs11Settings } from '../config/schema.js';
+import type { AwsSettings, AzureSettings, GcpSettings, KmsConfigStatus, LocalSettings, Pkcs11Settings } from '../config/schema.js';
 
 interface KmsConfigBase {
   readonly id: number;
   readonly tenantId: string;
   readonly status: KmsConfigStatus;
+  /** Bound on one KMS call attempt. */
   readonly timeoutMs: number;
+  /** Retries of unreachable or throttled calls. */
+  readonly retries: number;
   /** Stable digest of the settings that shape the driver: equal digests may share one. */
   readonly fingerprint: string;
 }
@@ -23,7 +26,22 @@ export interface Pkcs11KmsConfig extends KmsConfigBase {
   readonly pkcs11: Pkcs11Settings;
 }
 
-export type KmsConfig = LocalKmsConfig | Pkcs11KmsConfig;
+export interface AwsKmsConfig extends KmsConfigBase {
+  readonly provider: 'aws';
+  readonly aws: AwsSettings;
+}
+
+export interface AzureKmsConfig extends KmsConfigBase {
+  readonly provider: 'azure';
+  readonly azure: AzureSettings;
+}
+
+export interface GcpKmsConfig extends KmsConfigBase {
+  readonly provider: 'gcp';
+  readonly gcp: GcpSettings;
+}
+
+export type KmsConfig = LocalKmsConfig | Pkcs11KmsConfig | AwsKmsConfig | AzureKmsConfig | GcpKmsConfig;
 
 export interface Tenant {
   readonly id: string;

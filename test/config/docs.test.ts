@@ -8,6 +8,9 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import * as schema from '../../src/config/schema.js';
+import { AwsSettings } from '../../src/config/providers/aws.js';
+import { AzureSettings } from '../../src/config/providers/azure.js';
+import { GcpSettings } from '../../src/config/providers/gcp.js';
 import { parseTenantsFile } from '../../src/config/tenants-file.js';
 
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
@@ -25,8 +28,14 @@ function isSchema(value: unknown): value is TSchema {
   return typeof value === 'object' && value !== null && Kind in value;
 }
 
-/** Every property name, and every string literal value, anywhere in the exported schemas. */
-function schemaVocabulary(): { properties: Set<string>; literals: Set<string> } {
+/** Cloud provider blocks are documented on their own pages, docs/kms/<provider>.md. */
+const PROVIDER_PAGES = { aws: AwsSettings, azure: AzureSettings, gcp: GcpSettings } as const;
+
+/**
+ * Every property name, and every string literal value, anywhere in the given schemas
+ * (by default the tenants-file schemas, without descending into the cloud provider blocks).
+ */
+function schemaVocabulary(roots: readonly unknown[] = Object.values(schema), skip: ReadonlySet<string> = new Set(Object.keys(PROVIDER_PAGES))): { properties: Set<string>; literals: Set<string> } {
   const properties = new Set<string>();
   const literals = new Set<string>();
   const seen = new Set<object>();
@@ -38,7 +47,7 @@ function schemaVocabulary(): { properties: Set<string>; literals: Set<string> } 
     if (typeof s.properties === 'object' && s.properties !== null) {
       for (const [name, child] of Object.entries(s.properties)) {
         properties.add(name);
-        visit(child);
+        if (!skip.has(name)) visit(child);
       }
     }
     for (const key of ['anyOf', 'allOf', 'oneOf'] as const) {
@@ -50,7 +59,7 @@ function schemaVocabulary(): { properties: Set<string>; literals: Set<string> } 
     }
     if (typeof s.additionalProperties === 'object') visit(s.additionalProperties);
   };
-  for (const value of Object.values(schema)) if (isSchema(value)) visit(value);
+  for (const value of roots) if (isSchema(value) && (skip.size === 0 || !Object.values(PROVIDER_PAGES).includes(value as never))) visit(value);
   return { properties, literals };
 }
 
@@ -118,4 +127,16 @@ describe('docs/configuration.md', () => {
       'docs/configuration.md has a yaml block equal to config/dev.yaml (comments aside)',
     );
   });
+});
+
+describe('docs/kms/<provider>.md', () => {
+  for (const [provider, settings] of Object.entries(PROVIDER_PAGES)) {
+    it(`${provider}: documents every field and allowed value of the ${provider} block`, () => {
+      const page = read(`docs/kms/${provider}.md`);
+      const { properties, literals } = schemaVocabulary([settings], new Set());
+      const missing = [...properties, ...literals].filter((name) => !page.includes(`\`${name}\``));
+      assert.ok(properties.size > 2, 'the schema walk finds the fields');
+      assert.deepEqual(missing, [], `undocumented in docs/kms/${provider}.md: ${missing.join(', ')}`);
+    });
+  }
 });

@@ -39,7 +39,7 @@ describe('loadProcessConfig: development mode (KEYWARD_CONFIG unset)', () => {
     assert.equal(config.bodyLimit, 4 * 1024 * 1024);
     assert.equal(config.shutdownTimeoutMs, 10_000);
     assert.equal(config.configPollMs, 10_000);
-    assert.equal(config.kmsTimeoutMs, 5_000);
+    assert.equal(config.kmsTimeoutMs, 2_000);
   });
 
   it('treats a blank KEYWARD_CONFIG as unset', () => {

@@ -312,7 +312,7 @@ tenants:
   });
 
   it('refuses an unknown provider', () => {
-    const problems = problemsOf(oneConfig('{ id: 1, status: primary, provider: aws, local: { keyFile: k } }'));
+    const problems = problemsOf(oneConfig('{ id: 1, status: primary, provider: vault, local: { keyFile: k } }'));
     assert.equal(problems.length, 1);
     assert.match(problems[0]!, /^tenants\.acme\.kmsConfigs\[0\]\.provider: /);
   });

@@ -23,3 +23,13 @@ describe('EDEK associated data (tenant binding)', () => {
     assert.equal(seen.size, pairs.length);
   });
 });
+
+describe('parseEdekAad', () => {
+  it('reads back what edekAad wrote', async () => {
+    const { parseEdekAad } = await import('../../src/envelope/aad.js');
+    assert.deepEqual(parseEdekAad(edekAad('tenant-é', 42)), { tenantId: 'tenant-é', kmsConfigId: 42 });
+    assert.equal(parseEdekAad(Buffer.from('conformance|tenant-a|7')), undefined);
+    assert.equal(parseEdekAad(edekAad('t', 1).subarray(0, 20)), undefined);
+    assert.equal(parseEdekAad(Buffer.concat([edekAad('t', 1), Buffer.of(0)])), undefined);
+  });
+});

@@ -9,7 +9,7 @@ import { KmsError } from '../../../src/kms/errors.js';
 import { createLogger } from '../../../src/logger.js';
 import { runDriverConformance } from '../conformance.js';
 
-const ctx = { logger: createLogger({ level: 'silent' }) };
+const ctx = { logger: createLogger({ level: 'silent' }), env: {} };
 const AAD = Buffer.from('local-test|tenant-a|1');
 
 let root: string;

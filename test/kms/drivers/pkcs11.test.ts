@@ -23,6 +23,7 @@ const MECHANISMS = ['aes-gcm', 'aes-key-wrap-pad'] as const;
 const logLines: string[] = [];
 const ctx: DriverContext = {
   logger: pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) }),
+  env: {},
 };
 
 const main = await createSoftHsmToken({
