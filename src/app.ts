@@ -9,6 +9,7 @@ import { KeyService, type KeySource } from './envelope/keys.js';
 import { errorHandler, notFoundHandler } from './http/errors.js';
 import { buildOpsApp } from './http/ops.js';
 import { registerV1 } from './http/v1.js';
+import type { LeaseManager } from './leasing/manager.js';
 import type { Metrics } from './metrics.js';
 import type { RuntimeStatus } from './runtime.js';
 
@@ -16,7 +17,7 @@ export type AppConfig = Pick<ProcessConfig, 'apiKeyDigests' | 'batchLimit' | 'bo
 
 export interface AppDeps {
   readonly config: AppConfig;
-  readonly runtime: KeySource & { status(): RuntimeStatus };
+  readonly runtime: KeySource & { status(): RuntimeStatus; readonly leases: Pick<LeaseManager, 'status'> };
   readonly metrics: Metrics;
   readonly logger: Logger;
 }
@@ -82,6 +83,7 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
       ready: () => !shuttingDown,
       shuttingDown: () => shuttingDown,
       status: () => ({ mode: config.dev ? 'development' : 'production', ...runtime.status() }),
+      leases: (tenantId) => runtime.leases.status(tenantId),
     },
   });
 

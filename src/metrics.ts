@@ -3,7 +3,7 @@
  * closed (route templates, status codes, provider names, failure kinds) — never a
  * tenant id, key id or error text.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -15,13 +15,51 @@ export interface Metrics {
   readonly kmsDuration: Histogram<'provider' | 'operation' | 'outcome'>;
   readonly kmsRetries: Counter<'provider' | 'operation' | 'reason'>;
   readonly configReloads: Counter<'outcome'>;
+  readonly leaseWipes: Counter<'reason'>;
+  readonly leaseRefreshes: Counter<'outcome'>;
+  readonly leaseCache: Counter<'result'>;
+  /** Registers where `keyward_leases{state}` reads its values at scrape time. */
+  observeLeases(source: () => Record<'fresh' | 'stale', number>): void;
 }
 
 export function createMetrics(options: { registry?: Registry; processMetrics?: boolean } = {}): Metrics {
   const registry = options.registry ?? new Registry();
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  let leaseSource: (() => Record<'fresh' | 'stale', number>) | undefined;
+  new Gauge({
+    name: 'keyward_leases',
+    help: 'Cached lease keys by state: fresh (last refresh succeeded) or stale (the KMS could not be reached since; still serving until maxOutage).',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const counts = leaseSource?.() ?? { fresh: 0, stale: 0 };
+      this.set({ state: 'fresh' }, counts.fresh);
+      this.set({ state: 'stale' }, counts.stale);
+    },
+  });
   return {
+    observeLeases: (source) => {
+      leaseSource = source;
+    },
+    leaseWipes: new Counter({
+      name: 'keyward_lease_wipes_total',
+      help: 'Lease keys wiped (zero-filled), by reason: revoked, outage, disabled, evicted, shutdown.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    leaseRefreshes: new Counter({
+      name: 'keyward_lease_refreshes_total',
+      help: 'Background lease refreshes (a KMS unwrap of the leased key), by outcome: ok or a failure class.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    leaseCache: new Counter({
+      name: 'keyward_lease_cache_requests_total',
+      help: 'Lease look-ups by requests, by result: hit (served from memory) or miss (the KMS was asked).',
+      labelNames: ['result'],
+      registers,
+    }),
     registry,
     httpRequests: new Counter({
       name: 'keyward_http_requests_total',

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { ConfigError } from './config/errors.js';
 import { loadTenantsFile } from './config/tenants-file.js';
 import { DriverPool, type PoolStatus } from './kms/pool.js';
+import { LeaseManager, type Clock } from './leasing/manager.js';
 import type { Metrics } from './metrics.js';
 import type { TenantDirectory } from './tenants/directory.js';
 
@@ -21,6 +22,8 @@ export interface RuntimeOptions {
   /** Safety-net poll for file systems where change events are unreliable. */
   readonly pollMs?: number;
   readonly retryInitMs?: number;
+  /** For tests of leasing: the clock leases are timed by. */
+  readonly clock?: Clock;
 }
 
 export type ReloadOutcome = 'unchanged' | 'applied' | 'failed';
@@ -35,6 +38,7 @@ export interface RuntimeStatus {
 
 export class KeywardRuntime {
   readonly pool: DriverPool;
+  readonly leases: LeaseManager;
   readonly #options: RuntimeOptions;
   #directory: TenantDirectory;
   #digest: string;
@@ -52,6 +56,9 @@ export class KeywardRuntime {
     this.#directory = directory;
     this.#digest = digest;
     this.pool = pool;
+    this.leases = new LeaseManager({ pool, metrics: options.metrics, logger: options.logger, clock: options.clock });
+    this.leases.sync(directory);
+    this.leases.start();
   }
 
   /** Loads and validates the tenants file (throws ConfigError listing every problem) and starts drivers. */
@@ -102,6 +109,8 @@ export class KeywardRuntime {
       await this.pool.sync(directory);
       this.#directory = directory;
       this.#digest = digest;
+      // Leases of configs removed, disabled or no longer leased are wiped now.
+      this.leases.sync(directory);
       this.#loadedAt = new Date();
       this.#lastReloadError = undefined;
       metrics.configReloads.inc({ outcome: 'success' });
@@ -148,6 +157,7 @@ export class KeywardRuntime {
     clearInterval(this.#poll);
     clearTimeout(this.#debounce);
     await this.#reloading?.catch(() => undefined);
+    this.leases.close();
     await this.pool.close();
   }
 }

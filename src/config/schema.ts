@@ -44,6 +44,19 @@ export const Pkcs11Settings = Type.Object(
 );
 export type Pkcs11Settings = Static<typeof Pkcs11Settings>;
 
+export const LeasingSettings = Type.Object(
+  {
+    enabled: Type.Boolean({ description: 'Wrap and unwrap locally under KMS-approved lease keys.' }),
+    refreshInterval: Type.Optional(Type.String({ ...Duration, description: 'How often each cached lease is re-approved by the KMS (default 5m).' })),
+    maxOutage: Type.Optional(Type.String({ ...Duration, description: 'How long a lease keeps serving without a successful refresh before it is wiped (default 1h).' })),
+    rotateAfter: Type.Optional(Type.String({ ...Duration, description: 'How long one lease key serves new wraps (default 1h).' })),
+    idleAfter: Type.Optional(Type.String({ ...Duration, description: 'A lease unused this long is wiped and no longer refreshed (default 1h).' })),
+    maxCachedLeases: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'Most leases cached for this config (default 100); the least recently used is wiped.' })),
+  },
+  { additionalProperties: false },
+);
+export type LeasingSettings = Static<typeof LeasingSettings>;
+
 export const KmsConfigStatus = Type.Union([Type.Literal('primary'), Type.Literal('active'), Type.Literal('disabled')]);
 export type KmsConfigStatus = Static<typeof KmsConfigStatus>;
 
@@ -58,6 +71,7 @@ export const KmsConfigEntry = Type.Object(
     retries: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 5, description: 'Retries of an unreachable or throttled KMS call (default 2); refusals are never retried.' }),
     ),
+    leasing: Type.Optional(LeasingSettings),
     local: Type.Optional(LocalSettings),
     pkcs11: Type.Optional(Pkcs11Settings),
     aws: Type.Optional(AwsSettings),

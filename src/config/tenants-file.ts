@@ -11,7 +11,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
 import { parseDuration } from './duration.js';
 import { SecretRef, TENANT_ID_PATTERN, TenantsFile, type KmsConfigEntry } from './schema.js';
-import { TenantDirectory, type KmsConfig, type Tenant } from '../tenants/directory.js';
+import { TenantDirectory, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
 
 const PROVIDER_BLOCKS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
 const DEFAULT_RETRIES = 2;
@@ -107,7 +107,9 @@ function buildConfig(
       ok = false;
     } else timeoutMs = ms;
   }
-  const base = { id: raw.id, tenantId, status: raw.status, timeoutMs, retries: raw.retries ?? DEFAULT_RETRIES };
+  const leasing = leasePolicy(raw, where, problems);
+  if (leasing === null) ok = false;
+  const base = { id: raw.id, tenantId, status: raw.status, timeoutMs, retries: raw.retries ?? DEFAULT_RETRIES, leasing: leasing ?? undefined };
   const path = (p: string): string => (isAbsolute(p) ? p : resolve(options.baseDir, p));
   const secret = (ref: SecretRef): SecretRef => ('file' in ref ? { file: path(ref.file) } : ref);
 
@@ -148,6 +150,36 @@ function buildConfig(
       return ok ? (Object.freeze(config) as KmsConfig) : undefined;
     }
   }
+}
+
+const LEASING_DEFAULTS = { refreshInterval: '5m', maxOutage: '1h', rotateAfter: '1h', idleAfter: '1h' } as const;
+
+/** The lease policy of a config: undefined when leasing is off, null when invalid (problems noted). */
+function leasePolicy(raw: KmsConfigEntry, where: string, problems: string[]): LeasePolicy | undefined | null {
+  const settings = raw.leasing;
+  if (!settings?.enabled) return undefined;
+  const ms = {} as Record<keyof typeof LEASING_DEFAULTS, number>;
+  let valid = true;
+  for (const field of Object.keys(LEASING_DEFAULTS) as Array<keyof typeof LEASING_DEFAULTS>) {
+    const text = settings[field] ?? LEASING_DEFAULTS[field];
+    const value = parseDuration(text);
+    if (value === undefined || value <= 0) {
+      problems.push(`${where}.leasing.${field}: must be a positive duration (got "${text}")`);
+      valid = false;
+    } else ms[field] = value;
+  }
+  if (valid && ms.refreshInterval >= ms.maxOutage) {
+    problems.push(`${where}.leasing: refreshInterval (${settings.refreshInterval ?? LEASING_DEFAULTS.refreshInterval}) must be shorter than maxOutage (${settings.maxOutage ?? LEASING_DEFAULTS.maxOutage}), or an outage could never be ridden out`);
+    valid = false;
+  }
+  if (!valid) return null;
+  return Object.freeze({
+    refreshIntervalMs: ms.refreshInterval,
+    maxOutageMs: ms.maxOutage,
+    rotateAfterMs: ms.rotateAfter,
+    idleAfterMs: ms.idleAfter,
+    maxCachedLeases: settings.maxCachedLeases ?? 100,
+  });
 }
 
 /** Copies `value`, resolving every `{file: path}` secret reference against the tenants file directory. */

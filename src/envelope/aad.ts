@@ -8,12 +8,17 @@
 const LABEL = Buffer.from('keyward:edek:v1\0', 'latin1');
 
 export function edekAad(tenantId: string, kmsConfigId: number): Buffer {
+  return bound(LABEL, tenantId, [kmsConfigId]);
+}
+
+/** label ‖ u32be(len(tenantId utf8)) ‖ tenantId ‖ u32be(n) for each n: the one layout of every Keyward AAD. */
+function bound(label: Buffer, tenantId: string, numbers: readonly number[]): Buffer {
   const tenant = Buffer.from(tenantId, 'utf8');
-  const out = Buffer.alloc(LABEL.length + 4 + tenant.length + 4);
-  LABEL.copy(out, 0);
-  out.writeUInt32BE(tenant.length, LABEL.length);
-  tenant.copy(out, LABEL.length + 4);
-  out.writeUInt32BE(kmsConfigId, LABEL.length + 4 + tenant.length);
+  const out = Buffer.alloc(label.length + 4 + tenant.length + 4 * numbers.length);
+  label.copy(out, 0);
+  out.writeUInt32BE(tenant.length, label.length);
+  tenant.copy(out, label.length + 4);
+  numbers.forEach((n, i) => out.writeUInt32BE(n, label.length + 4 + tenant.length + 4 * i));
   return out;
 }
 
@@ -28,4 +33,24 @@ export function parseEdekAad(aad: Buffer): { tenantId: string; kmsConfigId: numb
   if (aad.length !== LABEL.length + 4 + length + 4) return undefined;
   const tenantId = aad.subarray(LABEL.length + 4, LABEL.length + 4 + length).toString('utf8');
   return { tenantId, kmsConfigId: aad.readUInt32BE(LABEL.length + 4 + length) };
+}
+
+const LEK_LABEL = Buffer.from('keyward:lek:v1\0', 'latin1');
+const LEASED_DEK_LABEL = Buffer.from('keyward:leased-dek:v1\0', 'latin1');
+
+/**
+ * AAD of the KMS wrap of a lease key (LEK): distinct from `edekAad` so that a wrapped
+ * DEK can never be passed off as a wrapped LEK, and bound to the lease id.
+ *   "keyward:lek:v1\0" ‖ u32be(len(tenantId)) ‖ tenantId ‖ u32be(kmsConfigId) ‖ u32be(leaseId)
+ */
+export function lekAad(tenantId: string, kmsConfigId: number, leaseId: number): Buffer {
+  return bound(LEK_LABEL, tenantId, [kmsConfigId, leaseId]);
+}
+
+/**
+ * AAD of the local AES-GCM wrap of a DEK under a lease key.
+ *   "keyward:leased-dek:v1\0" ‖ u32be(len(tenantId)) ‖ tenantId ‖ u32be(kmsConfigId) ‖ u32be(leaseId)
+ */
+export function leasedDekAad(tenantId: string, kmsConfigId: number, leaseId: number): Buffer {
+  return bound(LEASED_DEK_LABEL, tenantId, [kmsConfigId, leaseId]);
 }

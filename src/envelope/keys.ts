@@ -8,10 +8,12 @@ import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Errors, KeywardError, isKeywardError } from '../errors.js';
 import type { KmsDriver } from '../kms/driver.js';
-import { isKmsError, type KmsError } from '../kms/errors.js';
+import { KmsError, isKmsError } from '../kms/errors.js';
 import { providerMessage } from '../kms/redact.js';
 import type { KmsConfig, Tenant, TenantDirectory } from '../tenants/directory.js';
-import { edekAad } from './aad.js';
+import { isLeased, type Lease, type LeaseManager } from '../leasing/manager.js';
+import { openDek, sealDek } from '../leasing/seal.js';
+import { edekAad, leasedDekAad } from './aad.js';
 import { mapLimit } from './concurrency.js';
 import { EdekFormatError, edekEntry, edekFromBase64, edekToBase64, type EncryptedDek } from './edek.js';
 
@@ -28,10 +30,11 @@ export interface RequestMetadata {
   readonly custom?: Readonly<Record<string, string>> | undefined;
 }
 
-/** What the key service needs of the runtime: the current tenants and their drivers. */
+/** What the key service needs of the runtime: the current tenants, their drivers and leases. */
 export interface KeySource {
   readonly directory: TenantDirectory;
   readonly pool: { driverFor(config: KmsConfig): Promise<KmsDriver> };
+  readonly leases: Pick<LeaseManager, 'currentLease' | 'leaseFor'>;
 }
 
 export interface GeneratedKey {
@@ -53,10 +56,13 @@ export interface BatchResult<T> {
 export class KeyService {
   readonly #source: KeySource;
   readonly #logger: Logger;
+  /** Audit records of leased operations: the tenant's KMS does not see those, so Keyward records them. */
+  readonly #audit: Logger;
 
   constructor(options: { source: KeySource; logger: Logger }) {
     this.#source = options.source;
     this.#logger = options.logger;
+    this.#audit = options.logger.child({ stream: 'audit' });
   }
 
   async generate(tenantId: string, meta: RequestMetadata): Promise<GeneratedKey> {
@@ -124,6 +130,7 @@ export class KeyService {
   }
 
   async #wrapUnder(tenant: Tenant, config: KmsConfig, dek: Buffer, meta: RequestMetadata): Promise<string> {
+    if (isLeased(config)) return this.#wrapLeased(tenant, config, dek, meta);
     let blob: Buffer;
     try {
       const driver = await this.#source.pool.driverFor(config);
@@ -132,6 +139,71 @@ export class KeyService {
       throw this.#kmsFailure(err, config, 'wrap', meta);
     }
     return edekToBase64([edekEntry({ encryptedDekData: blob, kmsConfigId: config.id, tenantId: tenant.id })]);
+  }
+
+  /** Seals the DEK locally under the config's current lease; the EDEK carries the lease's ELEK. */
+  async #wrapLeased(tenant: Tenant, config: KmsConfig & { leasing: NonNullable<KmsConfig['leasing']> }, dek: Buffer, meta: RequestMetadata): Promise<string> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let lease: Lease;
+      try {
+        lease = await this.#source.leases.currentLease(config);
+      } catch (err) {
+        const failure = this.#kmsFailure(err, config, 'wrap', meta);
+        this.#auditLeased('wrap', config, undefined, meta, failure);
+        throw failure;
+      }
+      // A reload or the sweeper may have wiped the lease between its look-up and now.
+      if (lease.wiped) continue;
+      const sealed = sealDek(lease.key, dek, leasedDekAad(tenant.id, config.id, lease.leaseId));
+      this.#auditLeased('wrap', config, lease.leaseId, meta);
+      return edekToBase64([
+        edekEntry({
+          encryptedDekData: sealed.data,
+          kmsConfigId: config.id,
+          leasedKeyId: lease.leaseId,
+          leasedKeyIv: sealed.iv,
+          encryptedLeasedKeyData: lease.elek,
+          tenantId: tenant.id,
+        }),
+      ]);
+    }
+    throw this.#kmsFailure(new KmsError('unreachable', 'the lease key was wiped while in use; retry'), config, 'wrap', meta);
+  }
+
+  /** Opens a leased entry under its lease (from memory, or recovered through the KMS). */
+  async #unwrapLeased(tenant: Tenant, config: KmsConfig, entry: EncryptedDek, meta: RequestMetadata): Promise<Buffer> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const lease = await this.#source.leases.leaseFor(config, entry.leasedKeyId, entry.encryptedLeasedKeyData);
+      if (lease.wiped) continue;
+      const dek = openDek(lease.key, entry.leasedKeyIv, entry.encryptedDekData, leasedDekAad(tenant.id, config.id, entry.leasedKeyId));
+      if (lease.transient) lease.key.fill(0);
+      if (!dek) throw new KmsError('bad_ciphertext', 'the leased EDEK does not authenticate under its lease key');
+      this.#auditLeased('unwrap', config, entry.leasedKeyId, meta);
+      return dek;
+    }
+    throw new KmsError('unreachable', 'the lease key was wiped while in use; retry');
+  }
+
+  #auditLeased(operation: 'wrap' | 'unwrap', config: KmsConfig, leasedKeyId: number | undefined, meta: RequestMetadata, failure?: KeywardError): void {
+    this.#audit.info(
+      {
+        event: `key.${operation}`,
+        mode: 'leased',
+        outcome: failure ? 'failure' : 'success',
+        code: failure?.code,
+        tenantId: config.tenantId,
+        kmsConfigId: config.id,
+        provider: config.provider,
+        leasedKeyId,
+        requestingId: meta.requestingId,
+        dataLabel: meta.dataLabel,
+        sourceIp: meta.sourceIp,
+        objectId: meta.objectId,
+        requestId: meta.requestId,
+        custom: meta.custom,
+      },
+      'audit',
+    );
   }
 
   async #unwrapEntries(tenant: Tenant, entries: readonly EncryptedDek[], meta: RequestMetadata): Promise<Buffer> {
@@ -150,8 +222,8 @@ export class KeyService {
         refusal ??= new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK names KMS config ${entry.kmsConfigId}, which tenant ${tenant.id} does not have`);
       } else if (config.status === 'disabled') {
         refusal = new KeywardError(Errors.KMS_CONFIGURATION_DISABLED, `KMS config ${config.id} of tenant ${tenant.id} is disabled`);
-      } else if (entry.leasedKeyId !== 0) {
-        refusal ??= new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK was made under a leased key, and key leasing is not available for KMS config ${config.id}`);
+      } else if (entry.leasedKeyId < 0) {
+        refusal ??= new KeywardError(Errors.INVALID_PROVIDED_EDEK, 'the EDEK names an invalid leased key id');
       } else {
         usable.push({ entry, config });
       }
@@ -160,10 +232,13 @@ export class KeyService {
     let firstFailure: KeywardError | undefined;
     for (const { entry, config } of usable) {
       try {
+        if (entry.leasedKeyId !== 0) return await this.#unwrapLeased(tenant, config, entry, meta);
         const driver = await this.#source.pool.driverFor(config);
         return await driver.unwrap(entry.encryptedDekData, edekAad(tenant.id, config.id));
       } catch (err) {
-        firstFailure ??= this.#kmsFailure(err, config, 'unwrap', meta);
+        const failure = this.#kmsFailure(err, config, 'unwrap', meta);
+        if (entry.leasedKeyId !== 0) this.#auditLeased('unwrap', config, entry.leasedKeyId, meta, failure);
+        firstFailure ??= failure;
       }
     }
     throw firstFailure ?? refusal ?? new KeywardError(Errors.INVALID_PROVIDED_EDEK, 'the EDEK holds no usable key');

@@ -86,6 +86,43 @@ export function buildOpenApi(version: string): Json {
     '200': { description: 'Healthy.', content: statusBody },
     '503': { description: 'Starting or shutting down.', content: statusBody },
   });
+  paths['/leases'] = {
+    get: {
+      ...(opsPath('Leases', 'Key-leasing status per lease: tenant, KMS config, lease id, state (fresh/stale), whether it serves new wraps, creation and last successful refresh times, seconds left before an outage wipe, last error class. Never key material. Filter with ?tenantId=.', {
+        '200': {
+          description: 'Leases.',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['leases'],
+                properties: {
+                  leases: {
+                    type: 'array',
+                    items: {
+                      type: 'object',
+                      properties: {
+                        tenantId: { type: 'string' },
+                        kmsConfigId: { type: 'integer' },
+                        leaseId: { type: 'integer' },
+                        state: { type: 'string', enum: ['fresh', 'stale'] },
+                        current: { type: 'boolean' },
+                        createdAt: { type: 'string', format: 'date-time' },
+                        lastVerified: { type: 'string', format: 'date-time' },
+                        wipeInSeconds: { type: 'integer' },
+                        lastError: { type: 'string' },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      }).get as Json),
+      parameters: [{ name: 'tenantId', in: 'query', required: false, schema: { type: 'string' }, description: 'Only this tenant.' }],
+    },
+  };
   paths['/metrics'] = opsPath('Metrics', 'Prometheus text exposition (docs/metrics.md).', {
     '200': { description: 'Metrics.', content: { 'text/plain': { schema: { type: 'string' } } } },
   });

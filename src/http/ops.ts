@@ -4,6 +4,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
+import type { LeaseStatus } from '../leasing/manager.js';
 import type { Metrics } from '../metrics.js';
 
 export interface OpsState {
@@ -11,9 +12,11 @@ export interface OpsState {
   ready(): boolean;
   shuttingDown(): boolean;
   status(): Record<string, unknown>;
+  /** Lease status for one tenant, or all: state, last successful refresh, time left, last error class. */
+  leases(tenantId?: string): readonly LeaseStatus[];
 }
 
-export const OPS_ROUTES = ['/live', '/ready', '/health', '/metrics'] as const;
+export const OPS_ROUTES = ['/live', '/ready', '/health', '/metrics', '/leases'] as const;
 
 export interface OpsOptions {
   readonly logger: Logger;
@@ -40,6 +43,12 @@ export function buildOpsApp(options: OpsOptions): FastifyInstance {
   ops.get('/health', async (_request, reply) => {
     const ready = state.ready();
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ok' : state.shuttingDown() ? 'shutting-down' : 'starting', ...state.status() });
+  });
+  ops.get('/leases', {
+    schema: { querystring: { type: 'object', properties: { tenantId: { type: 'string', minLength: 1, maxLength: 256 } }, additionalProperties: false } },
+  }, (request, reply) => {
+    const { tenantId } = request.query as { tenantId?: string };
+    return reply.send({ leases: state.leases(tenantId) });
   });
   ops.get('/metrics', async (_request, reply) => {
     const text = await metrics.registry.metrics();

@@ -4,6 +4,14 @@
  */
 import type { AwsSettings, AzureSettings, GcpSettings, KmsConfigStatus, LocalSettings, Pkcs11Settings } from '../config/schema.js';
 
+export interface LeasePolicy {
+  readonly refreshIntervalMs: number;
+  readonly maxOutageMs: number;
+  readonly rotateAfterMs: number;
+  readonly idleAfterMs: number;
+  readonly maxCachedLeases: number;
+}
+
 interface KmsConfigBase {
   readonly id: number;
   readonly tenantId: string;
@@ -12,6 +20,8 @@ interface KmsConfigBase {
   readonly timeoutMs: number;
   /** Retries of unreachable or throttled calls. */
   readonly retries: number;
+  /** Key leasing, when enabled for this config (durations resolved to milliseconds). */
+  readonly leasing: LeasePolicy | undefined;
   /** Stable digest of the settings that shape the driver: equal digests may share one. */
   readonly fingerprint: string;
 }

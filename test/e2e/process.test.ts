@@ -53,6 +53,15 @@ describe('keyward process', () => {
     assert.deepEqual(back.body, { dek: gen.body.dek });
     const other = await call(proc, '/v1/keys/unwrap', { tenantId: 'tenant-dev-2', edek: gen.body.edek, metadata: META }, DEV_API_KEY);
     assert.equal(other.body.code, 203);
+    // The leased dev tenant: local wraps under a lease key, visible on the ops port.
+    const leased = await call(proc, '/v1/keys/generate', { tenantId: 'tenant-dev-leased', metadata: META }, DEV_API_KEY);
+    assert.equal(leased.status, 200);
+    const leasedBack = await call(proc, '/v1/keys/unwrap', { tenantId: 'tenant-dev-leased', edek: leased.body.edek, metadata: META }, DEV_API_KEY);
+    assert.deepEqual(leasedBack.body, { dek: leased.body.dek });
+    const leases = (await (await fetch(`${proc.opsUrl}/leases?tenantId=tenant-dev-leased`)).json()) as { leases: Array<{ state: string; kmsConfigId: number }> };
+    assert.equal(leases.leases.length, 1);
+    assert.equal(leases.leases[0]!.state, 'fresh');
+    assert.equal(leases.leases[0]!.kmsConfigId, 3);
     assert.equal((await fetch(`${proc.opsUrl}/ready`)).status, 200);
     await stopKeyward(proc);
     assert.equal(await proc.exited, 0);

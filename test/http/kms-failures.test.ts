@@ -13,6 +13,7 @@ import type { KmsDriver } from '../../src/kms/driver.js';
 import { KmsError, type KmsFailureKind } from '../../src/kms/errors.js';
 import { createLogger } from '../../src/logger.js';
 import { createMetrics } from '../../src/metrics.js';
+import { LeaseManager } from '../../src/leasing/manager.js';
 import { API_KEY, META, post, type ErrorJson } from '../helpers/app.js';
 
 const directory = parseTenantsFile(
@@ -32,11 +33,13 @@ function failingApp(failures: Record<number, KmsError | undefined>): Promise<App
     const act = (): Promise<Buffer> => (failure ? Promise.reject(failure) : Promise.resolve(Buffer.alloc(32, 7)));
     return Promise.resolve({ provider: 'local', wrap: act, unwrap: act, close: () => Promise.resolve() });
   };
+  const pool = { driverFor };
   return buildApp({
     config: { apiKeyDigests: [digestApiKey(API_KEY)], batchLimit: 10, bodyLimit: 65536, dev: false },
     runtime: {
       directory,
-      pool: { driverFor },
+      pool,
+      leases: new LeaseManager({ pool, metrics: createMetrics({ processMetrics: false }), logger: createLogger({ level: 'silent' }) }),
       status: () => ({ configPath: 'x', loadedAt: '', tenants: 1, drivers: { ready: 0, failed: 0, starting: 0 }, lastReloadError: undefined }),
     },
     metrics: createMetrics({ processMetrics: false }),
@@ -98,6 +101,11 @@ describe('KMS failures reach the caller with the right code', () => {
       runtime: {
         directory,
         pool: { driverFor: () => Promise.reject(new TypeError('secret internal detail /etc/keys')) },
+        leases: new LeaseManager({
+          pool: { driverFor: () => Promise.reject(new Error('unused')) },
+          metrics: createMetrics({ processMetrics: false }),
+          logger: createLogger({ level: 'silent' }),
+        }),
         status: () => ({ configPath: 'x', loadedAt: '', tenants: 1, drivers: { ready: 0, failed: 0, starting: 0 }, lastReloadError: undefined }),
       },
       metrics: createMetrics({ processMetrics: false }),
