@@ -9,6 +9,8 @@ import { KeyService, type KeySource } from './envelope/keys.js';
 import { errorHandler, notFoundHandler } from './http/errors.js';
 import { buildOpsApp } from './http/ops.js';
 import { registerV1 } from './http/v1.js';
+import { registerCompat } from './http/compat.js';
+import { SecurityEvents } from './audit/security-events.js';
 import type { LeaseManager } from './leasing/manager.js';
 import type { Metrics } from './metrics.js';
 import type { RuntimeStatus } from './runtime.js';
@@ -37,6 +39,15 @@ export interface Apps {
   beginShutdown(): void;
 }
 
+const SDK_LANGUAGES = new Set(['java', 'node', 'go', 'php', 'rust']);
+
+/** The announced client SDK language, folded into a closed set so it can be a metric label. */
+function sdkLanguage(header: string | string[] | undefined): string {
+  if (typeof header !== 'string' || header === '') return 'none';
+  const language = header.trim().toLowerCase();
+  return SDK_LANGUAGES.has(language) ? language : 'other';
+}
+
 export async function buildApp({ config, runtime, metrics, logger }: AppDeps): Promise<Apps> {
   let shuttingDown = false;
 
@@ -49,6 +60,8 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // A client configured with a trailing slash ("http://keyward:7777/") asks for //api/1/...
+    routerOptions: { ignoreDuplicateSlashes: true },
   });
   const routes: RegisteredRoute[] = [];
   const record = (route: { method: string | string[]; url: string; schema?: { body?: unknown } }): void => {
@@ -64,14 +77,19 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
   api.setErrorHandler(errorHandler);
   api.setNotFoundHandler(notFoundHandler);
   api.addHook('onResponse', async (request, reply) => {
-    const labels = { route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    const route = request.routeOptions.url ?? 'unmatched';
+    const labels = { route, status: String(reply.statusCode) };
     metrics.httpRequests.inc(labels);
     metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    if (route.startsWith('/api/1/')) metrics.clientSdkRequests.inc({ language: sdkLanguage(request.headers['x-icl-tsc-language']) });
   });
 
   const keys = new KeyService({ source: runtime, logger });
+  const events = new SecurityEvents({ logger, metrics });
   await api.register((scope, _options, done) => {
+    // One scope, one API-key check, for both faces.
     registerV1(scope, { keys, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });
+    registerCompat(scope, { keys, events, metrics, batchLimit: config.batchLimit });
     done();
   });
 

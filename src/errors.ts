@@ -52,6 +52,7 @@ export const Errors = Object.freeze({
   KMS_UNREACHABLE: spec('KMS_UNREACHABLE', 208, 503, 'The KMS could not be reached or did not answer in time.', 5),
   KMS_THROTTLED: spec('KMS_THROTTLED', 209, 503, 'The KMS throttled Keyward. Retry-After tells when to try again.', 1),
   KMS_ACCOUNT_ISSUE: spec('KMS_ACCOUNT_ISSUE', 210, 502, 'The KMS account has a problem (billing, subscription, API disabled).'),
+  SECURITY_EVENT_REJECTED: spec('SECURITY_EVENT_REJECTED', 301, 400, 'A security event was refused: its name is not one of the event families of the tenant-security API.'),
 } satisfies Record<string, ErrorSpec>);
 
 export type ErrorName = keyof typeof Errors;

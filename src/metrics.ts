@@ -16,6 +16,9 @@ export interface Metrics {
   readonly kmsRetries: Counter<'provider' | 'operation' | 'reason'>;
   readonly configReloads: Counter<'outcome'>;
   readonly leaseWipes: Counter<'reason'>;
+  readonly securityEvents: Counter<'outcome'>;
+  readonly clientSdkRequests: Counter<'language'>;
+  readonly reportedOperations: Counter<'kind'>;
   readonly leaseRefreshes: Counter<'outcome'>;
   readonly leaseCache: Counter<'result'>;
   /** Registers where `keyward_leases{state}` reads its values at scrape time. */
@@ -42,6 +45,24 @@ export function createMetrics(options: { registry?: Registry; processMetrics?: b
     observeLeases: (source) => {
       leaseSource = source;
     },
+    clientSdkRequests: new Counter({
+      name: 'keyward_client_sdk_requests_total',
+      help: 'Requests to /api/1 by the client SDK language they announce (x-icl-tsc-language): java, node, go, php, rust, other, none.',
+      labelNames: ['language'],
+      registers,
+    }),
+    securityEvents: new Counter({
+      name: 'keyward_security_events_total',
+      help: 'Application security events received on /api/1/event/security-event, by outcome: accepted or rejected.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    reportedOperations: new Counter({
+      name: 'keyward_reported_operations_total',
+      help: 'Operations that client SDKs reported having done with cached keys (/api/1/document/report-operations), by kind: wraps, unwraps.',
+      labelNames: ['kind'],
+      registers,
+    }),
     leaseWipes: new Counter({
       name: 'keyward_lease_wipes_total',
       help: 'Lease keys wiped (zero-filled), by reason: revoked, outage, disabled, evicted, shutdown.',

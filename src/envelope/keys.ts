@@ -85,12 +85,24 @@ export class KeyService {
 
   /** Unwraps under `tenantId`, wraps under the primary config of `newTenantId` (or the same tenant). */
   async rewrap(tenantId: string, edek: string, newTenantId: string | undefined, meta: RequestMetadata): Promise<string> {
-    const target = this.#primaryOf(newTenantId ?? tenantId);
+    const { dek, edek: moved } = await this.rekey(tenantId, edek, newTenantId ?? tenantId, meta);
+    dek.fill(0);
+    return moved;
+  }
+
+  /**
+   * Unwraps under `tenantId` and wraps the same DEK under the primary config of
+   * `newTenantId`; returns both (the tenant-security `document/rekey` answers both).
+   * The DEK is the caller's to wipe.
+   */
+  async rekey(tenantId: string, edek: string, newTenantId: string, meta: RequestMetadata): Promise<GeneratedKey> {
+    const target = this.#primaryOf(newTenantId);
     const dek = await this.unwrap(tenantId, edek, meta);
     try {
-      return await this.#wrapUnder(target.tenant, target.primary, dek, meta);
-    } finally {
+      return { dek, edek: await this.#wrapUnder(target.tenant, target.primary, dek, meta) };
+    } catch (err) {
       dek.fill(0);
+      throw err;
     }
   }
 

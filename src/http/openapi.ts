@@ -6,6 +6,7 @@
 import { Errors, type ErrorSpec } from '../errors.js';
 import { ErrorBody } from './schemas.js';
 import { V1_ROUTES } from './v1.js';
+import { COMPAT_ROUTES } from './compat.js';
 
 type Json = Record<string, unknown>;
 
@@ -59,13 +60,14 @@ function opsPath(summary: string, description: string, content: Json): Json {
 
 export function buildOpenApi(version: string): Json {
   const paths: Json = {};
-  for (const route of V1_ROUTES) {
+  const tagged = [...V1_ROUTES.map((route) => ({ route, tag: 'keys' })), ...COMPAT_ROUTES.map((route) => ({ route, tag: 'compat' }))];
+  for (const { route, tag } of tagged) {
     paths[route.url] = {
       [route.method.toLowerCase()]: {
         operationId: route.operationId,
         summary: route.summary,
         description: route.description,
-        tags: ['keys'],
+        tags: [tag],
         requestBody: { required: true, content: { 'application/json': { schema: plainSchema(route.body) } } },
         responses: {
           '200': { description: 'Success.', content: { 'application/json': { schema: plainSchema(route.response) } } },
@@ -141,6 +143,7 @@ export function buildOpenApi(version: string): Json {
     security: [{ bearer: [] }, { cmk: [] }],
     tags: [
       { name: 'keys', description: 'Data-key operations, on the API port.' },
+      { name: 'compat', description: 'The tenant-security wire API (`/api/1`) for the published client SDKs (docs/compatibility.md).' },
       { name: 'ops', description: 'Probes and metrics, on the ops port; no authentication.' },
     ],
     paths,

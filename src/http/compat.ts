@@ -1,0 +1,294 @@
+/**
+ * The tenant-security wire API `/api/1` (../shared/ironcore-compat.md), so applications
+ * using the published tenant-security client SDKs can point them at Keyward unchanged.
+ * Served by the same key service as `/v1`: no crypto or KMS logic here, only the
+ * contract's shapes and quirks —
+ * - tolerate what the SDKs send: optional fields absent or null, `customFields: null`,
+ *   extra fields such as `timestampMillis`, the security event inside `iclFields` (Java,
+ *   Node, Go, PHP) or at the top level (Rust);
+ * - answer what they require: both maps in batch answers, `dek` and `edek` on rekey, the
+ *   literal body `null` for a security event, `{code, message}` for every error.
+ */
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { SecurityEvents } from '../audit/security-events.js';
+import { Errors, KeywardError } from '../errors.js';
+import type { KeyService, RequestMetadata } from '../envelope/keys.js';
+import type { Metrics } from '../metrics.js';
+import { Edek, TenantId } from './schemas.js';
+import type { RouteSpec } from './v1.js';
+
+const MAX_ID = 256;
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const OptionalText = (maxLength: number, description: string) => Type.Optional(Nullable(Type.String({ maxLength, description })));
+
+const IclFields = Type.Object(
+  {
+    requestingId: Type.String({ minLength: 1, maxLength: MAX_ID, description: 'Who asks: a user or service id. Required.' }),
+    dataLabel: OptionalText(MAX_ID, 'Classification of the data.'),
+    sourceIp: OptionalText(64, 'IP address of the end user.'),
+    objectId: OptionalText(MAX_ID, 'Id of the object the key protects.'),
+    requestId: OptionalText(MAX_ID, 'Caller request id.'),
+    event: OptionalText(MAX_ID, 'Security event name (security-event only; Java, Node, Go and PHP clients send it here).'),
+  },
+  { additionalProperties: true, description: 'Request metadata of the tenant-security clients.' },
+);
+
+const CustomFields = Type.Optional(
+  Nullable(
+    Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 }), {
+      maxProperties: 64,
+      description: 'Free-form string fields; null is accepted.',
+    }),
+  ),
+);
+
+const metadata = {
+  tenantId: TenantId,
+  iclFields: IclFields,
+  customFields: CustomFields,
+  timestampMillis: Type.Optional(Nullable(Type.Number({ description: 'Sent by some clients; ignored except on security events.' }))),
+};
+
+const body = <T extends Record<string, TSchema>>(properties: T, description: string) =>
+  Type.Object({ ...metadata, ...properties }, { additionalProperties: true, description });
+
+const DocumentWrapBody = body({}, 'Generate a DEK for a document.');
+const DocumentBatchWrapBody = body(
+  { documentIds: Type.Array(Type.String({ minLength: 1, maxLength: MAX_ID }), { description: 'Ids of the documents; unique.' }) },
+  'Generate one DEK per document id.',
+);
+const DocumentUnwrapBody = body({ encryptedDocumentKey: Edek }, 'Unwrap a document key.');
+const DocumentBatchUnwrapBody = body(
+  { edeks: Type.Record(Type.String({ minLength: 1, maxLength: MAX_ID }), Edek, { description: 'EDEKs by document id.' }) },
+  'Unwrap many document keys.',
+);
+const DocumentRekeyBody = body(
+  { encryptedDocumentKey: Edek, newTenantId: TenantId },
+  'Unwrap an EDEK of tenantId (the current owner) and wrap the same DEK for newTenantId, which may be the same tenant.',
+);
+const SecurityEventBody = body(
+  { event: OptionalText(MAX_ID, 'Security event name at the top level (Rust client).') },
+  'Record an application security event; accepted for unknown tenants too.',
+);
+const ReportOperationsBody = Type.Object(
+  {
+    tenantId: Type.Optional(TenantId),
+    iclFields: Type.Optional(IclFields),
+    customFields: CustomFields,
+    timestampMillis: Type.Optional(Nullable(Type.Number())),
+    operations: Type.Record(
+      Type.String({ maxLength: 100_000 }),
+      Type.Object(
+        { wraps: Type.Optional(Type.Integer({ minimum: 0 })), unwraps: Type.Optional(Type.Integer({ minimum: 0 })) },
+        { additionalProperties: true },
+      ),
+      { description: 'Per EDEK, how many wraps and unwraps the client did with its cached key.' },
+    ),
+  },
+  { additionalProperties: true, description: 'Operations a client did with cached keys; counted.' },
+);
+
+const Dek = Type.String({ contentEncoding: 'base64', description: 'The 32-byte DEK, base64.' });
+const EdekOut = Type.String({ contentEncoding: 'base64', description: 'The EDEK, base64.' });
+const ErrorItem = Type.Object({ code: Type.Integer(), message: Type.String() });
+const WrapResponse = Type.Object({ dek: Dek, edek: EdekOut });
+const UnwrapResponse = Type.Object({ dek: Dek });
+const BatchWrapResponse = Type.Object({ keys: Type.Record(Type.String(), WrapResponse), failures: Type.Record(Type.String(), ErrorItem) });
+const BatchUnwrapResponse = Type.Object({ keys: Type.Record(Type.String(), UnwrapResponse), failures: Type.Record(Type.String(), ErrorItem) });
+
+const KMS_ERRORS = [Errors.KMS_AUTHORIZATION_FAILED, Errors.KMS_CONFIGURATION_INVALID, Errors.KMS_UNREACHABLE, Errors.KMS_THROTTLED, Errors.KMS_ACCOUNT_ISSUE];
+const WRAP_ERRORS = [Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.NO_PRIMARY_KMS_CONFIGURATION, ...KMS_ERRORS, Errors.KMS_WRAP_FAILED];
+const UNWRAP_ERRORS = [
+  Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS,
+  Errors.INVALID_PROVIDED_EDEK,
+  Errors.KMS_CONFIGURATION_DISABLED,
+  ...KMS_ERRORS,
+  Errors.KMS_UNWRAP_FAILED,
+];
+
+export const COMPAT_ROUTES: readonly RouteSpec[] = [
+  {
+    method: 'POST',
+    url: '/api/1/document/wrap',
+    operationId: 'compatDocumentWrap',
+    summary: 'Generate a document key (tenant-security API)',
+    description: "Creates a DEK and wraps it under the tenant's primary KMS config. Same as POST /v1/keys/generate.",
+    body: DocumentWrapBody,
+    response: WrapResponse,
+    errors: WRAP_ERRORS,
+  },
+  {
+    method: 'POST',
+    url: '/api/1/document/batch-wrap',
+    operationId: 'compatDocumentBatchWrap',
+    summary: 'Generate document keys in a batch (tenant-security API)',
+    description: 'One DEK per document id; per-document failures in `failures`. Both maps are always present.',
+    body: DocumentBatchWrapBody,
+    response: BatchWrapResponse,
+    errors: [Errors.BATCH_TOO_LARGE, Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.NO_PRIMARY_KMS_CONFIGURATION],
+  },
+  {
+    method: 'POST',
+    url: '/api/1/document/unwrap',
+    operationId: 'compatDocumentUnwrap',
+    summary: 'Unwrap a document key (tenant-security API)',
+    description: 'Same as POST /v1/keys/unwrap.',
+    body: DocumentUnwrapBody,
+    response: UnwrapResponse,
+    errors: UNWRAP_ERRORS,
+  },
+  {
+    method: 'POST',
+    url: '/api/1/document/batch-unwrap',
+    operationId: 'compatDocumentBatchUnwrap',
+    summary: 'Unwrap document keys in a batch (tenant-security API)',
+    description: 'Per-document failures in `failures`. Both maps are always present.',
+    body: DocumentBatchUnwrapBody,
+    response: BatchUnwrapResponse,
+    errors: [Errors.BATCH_TOO_LARGE, Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS],
+  },
+  {
+    method: 'POST',
+    url: '/api/1/document/rekey',
+    operationId: 'compatDocumentRekey',
+    summary: 'Rekey a document key (tenant-security API)',
+    description: 'Unwraps under tenantId and wraps the same DEK under the primary config of newTenantId (may be the same tenant). Answers both `dek` and `edek`.',
+    body: DocumentRekeyBody,
+    response: WrapResponse,
+    errors: [...new Set([...UNWRAP_ERRORS, ...WRAP_ERRORS])],
+  },
+  {
+    method: 'POST',
+    url: '/api/1/event/security-event',
+    operationId: 'compatSecurityEvent',
+    summary: 'Record a security event (tenant-security API)',
+    description: 'Validated by name family (ADMIN_, USER_, DATA_, PERIODIC_, CUSTOM_), accepted for unknown tenants, written to the audit stream. Answers the literal body `null`.',
+    body: SecurityEventBody,
+    response: Type.Null({ description: 'The literal JSON `null`.' }),
+    errors: [Errors.SECURITY_EVENT_REJECTED],
+  },
+  {
+    method: 'POST',
+    url: '/api/1/document/report-operations',
+    operationId: 'compatReportOperations',
+    summary: 'Report operations done with cached keys (tenant-security API)',
+    description: 'Accepted and counted in keyward_reported_operations_total.',
+    body: ReportOperationsBody,
+    response: Type.Object({}, { description: 'Empty object; clients ignore the body.' }),
+    errors: [],
+  },
+];
+
+interface CompatMetadata {
+  tenantId: string;
+  iclFields: {
+    requestingId: string;
+    dataLabel?: string | null;
+    sourceIp?: string | null;
+    objectId?: string | null;
+    requestId?: string | null;
+    event?: string | null;
+  };
+  customFields?: Record<string, string> | null;
+  timestampMillis?: number | null;
+}
+
+function meta(body: CompatMetadata): RequestMetadata {
+  const f = body.iclFields;
+  return {
+    requestingId: f.requestingId,
+    dataLabel: f.dataLabel ?? undefined,
+    sourceIp: f.sourceIp ?? undefined,
+    objectId: f.objectId ?? undefined,
+    requestId: f.requestId ?? undefined,
+    custom: body.customFields ?? undefined,
+  };
+}
+
+function dekOut(dek: Buffer): string {
+  const text = dek.toString('base64');
+  dek.fill(0);
+  return text;
+}
+
+function checkBatch(count: number, limit: number): void {
+  if (count > limit) throw new KeywardError(Errors.BATCH_TOO_LARGE, `a batch holds at most ${limit} items (got ${count})`);
+}
+
+export interface CompatOptions {
+  readonly keys: KeyService;
+  readonly events: SecurityEvents;
+  readonly metrics: Metrics;
+  readonly batchLimit: number;
+}
+
+type Handler = (request: FastifyRequest) => Promise<unknown>;
+
+function handlers({ keys, events, metrics, batchLimit }: CompatOptions): Record<string, Handler> {
+  return {
+    compatDocumentWrap: async (request) => {
+      const body = request.body as CompatMetadata;
+      const { dek, edek } = await keys.generate(body.tenantId, meta(body));
+      return { dek: dekOut(dek), edek };
+    },
+    compatDocumentBatchWrap: async (request) => {
+      const body = request.body as CompatMetadata & { documentIds: string[] };
+      checkBatch(body.documentIds.length, batchLimit);
+      if (new Set(body.documentIds).size !== body.documentIds.length) {
+        throw new KeywardError(Errors.INVALID_REQUEST_BODY, 'documentIds must be unique');
+      }
+      const result = await keys.batchGenerate(body.tenantId, body.documentIds, meta(body));
+      const out: Record<string, { dek: string; edek: string }> = {};
+      for (const [id, key] of result.keys) out[id] = { dek: dekOut(key.dek), edek: key.edek };
+      return { keys: out, failures: Object.fromEntries(result.failures) };
+    },
+    compatDocumentUnwrap: async (request) => {
+      const body = request.body as CompatMetadata & { encryptedDocumentKey: string };
+      return { dek: dekOut(await keys.unwrap(body.tenantId, body.encryptedDocumentKey, meta(body))) };
+    },
+    compatDocumentBatchUnwrap: async (request) => {
+      const body = request.body as CompatMetadata & { edeks: Record<string, string> };
+      const entries = Object.entries(body.edeks);
+      checkBatch(entries.length, batchLimit);
+      const result = await keys.batchUnwrap(body.tenantId, new Map(entries), meta(body));
+      const out: Record<string, { dek: string }> = {};
+      for (const [id, dek] of result.keys) out[id] = { dek: dekOut(dek) };
+      return { keys: out, failures: Object.fromEntries(result.failures) };
+    },
+    compatDocumentRekey: async (request) => {
+      const body = request.body as CompatMetadata & { encryptedDocumentKey: string; newTenantId: string };
+      const { dek, edek } = await keys.rekey(body.tenantId, body.encryptedDocumentKey, body.newTenantId, meta(body));
+      return { dek: dekOut(dek), edek };
+    },
+    compatSecurityEvent: (request) => {
+      const body = request.body as CompatMetadata & { event?: string | null };
+      const name = body.iclFields.event ?? body.event;
+      if (!name) throw new KeywardError(Errors.SECURITY_EVENT_REJECTED, 'the security event has no name (iclFields.event or event)');
+      events.record({ tenantId: body.tenantId, name, timestampMillis: body.timestampMillis ?? undefined, meta: meta(body) });
+      return Promise.resolve(null);
+    },
+    compatReportOperations: (request) => {
+      const body = request.body as { operations: Record<string, { wraps?: number; unwraps?: number }> };
+      let wraps = 0;
+      let unwraps = 0;
+      for (const counts of Object.values(body.operations)) {
+        wraps += counts.wraps ?? 0;
+        unwraps += counts.unwraps ?? 0;
+      }
+      metrics.reportedOperations.inc({ kind: 'wraps' }, wraps);
+      metrics.reportedOperations.inc({ kind: 'unwraps' }, unwraps);
+      return Promise.resolve({});
+    },
+  };
+}
+
+/** Registers the /api/1 routes; the caller's scope supplies the API-key check. */
+export function registerCompat(app: FastifyInstance, options: CompatOptions): void {
+  const table = handlers(options);
+  for (const route of COMPAT_ROUTES) {
+    const handler = table[route.operationId];
+    if (!handler) throw new Error(`no handler for ${route.operationId}`);
+    app.route({ method: route.method, url: route.url, schema: { body: route.body, response: { 200: route.response } }, handler });
+  }
+}
