@@ -11,6 +11,7 @@ import { buildOpsApp } from './http/ops.js';
 import { registerV1 } from './http/v1.js';
 import { registerCompat } from './http/compat.js';
 import { SecurityEvents } from './audit/security-events.js';
+import { DerivationService } from './derivation/derive.js';
 import type { LeaseManager } from './leasing/manager.js';
 import type { Metrics } from './metrics.js';
 import type { RuntimeStatus } from './runtime.js';
@@ -19,7 +20,11 @@ export type AppConfig = Pick<ProcessConfig, 'apiKeyDigests' | 'batchLimit' | 'bo
 
 export interface AppDeps {
   readonly config: AppConfig;
-  readonly runtime: KeySource & { status(): RuntimeStatus; readonly leases: Pick<LeaseManager, 'status'> };
+  readonly runtime: KeySource & {
+    status(): RuntimeStatus;
+    readonly leases: Pick<LeaseManager, 'status' | 'currentLease' | 'leaseFor'>;
+    readonly secrets: Pick<LeaseManager, 'leaseFor'>;
+  };
   readonly metrics: Metrics;
   readonly logger: Logger;
 }
@@ -86,10 +91,11 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
 
   const keys = new KeyService({ source: runtime, logger });
   const events = new SecurityEvents({ logger, metrics });
+  const derivation = new DerivationService({ source: runtime, secrets: runtime.secrets });
   await api.register((scope, _options, done) => {
     // One scope, one API-key check, for both faces.
     registerV1(scope, { keys, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });
-    registerCompat(scope, { keys, events, metrics, batchLimit: config.batchLimit });
+    registerCompat(scope, { keys, derivation, events, metrics, batchLimit: config.batchLimit });
     done();
   });
 

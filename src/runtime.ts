@@ -10,6 +10,8 @@ import { ConfigError } from './config/errors.js';
 import { loadTenantsFile } from './config/tenants-file.js';
 import { DriverPool, type PoolStatus } from './kms/pool.js';
 import { LeaseManager, type Clock } from './leasing/manager.js';
+import { DEFAULT_SECRET_POLICY, createMissingDevSecrets } from './derivation/derive.js';
+import { secretAad } from './envelope/aad.js';
 import type { Metrics } from './metrics.js';
 import type { TenantDirectory } from './tenants/directory.js';
 
@@ -39,6 +41,8 @@ export interface RuntimeStatus {
 export class KeywardRuntime {
   readonly pool: DriverPool;
   readonly leases: LeaseManager;
+  /** Unwrapped derivation secrets, cached and wiped under the lease rules. */
+  readonly secrets: LeaseManager;
   readonly #options: RuntimeOptions;
   #directory: TenantDirectory;
   #digest: string;
@@ -59,6 +63,14 @@ export class KeywardRuntime {
     this.leases = new LeaseManager({ pool, metrics: options.metrics, logger: options.logger, clock: options.clock });
     this.leases.sync(directory);
     this.leases.start();
+    this.secrets = new LeaseManager({
+      pool,
+      logger: options.logger,
+      clock: options.clock,
+      purpose: { aad: secretAad, policyOf: (config) => config.leasing ?? DEFAULT_SECRET_POLICY },
+    });
+    this.secrets.sync(directory);
+    this.secrets.start();
   }
 
   /** Loads and validates the tenants file (throws ConfigError listing every problem) and starts drivers. */
@@ -66,6 +78,7 @@ export class KeywardRuntime {
     const { directory, digest } = await loadTenantsFile(options.configPath, options.kmsTimeoutMs);
     const pool = new DriverPool({ logger: options.logger, metrics: options.metrics, env: options.env, retryInitMs: options.retryInitMs });
     await pool.sync(directory);
+    await createMissingDevSecrets(directory, pool, options.logger);
     const runtime = new KeywardRuntime(options, directory, digest, pool);
     options.logger.info({ configPath: options.configPath, tenants: directory.tenantCount, drivers: pool.status() }, 'tenants file loaded');
     return runtime;
@@ -107,10 +120,12 @@ export class KeywardRuntime {
       const { directory, digest } = await loadTenantsFile(configPath, kmsTimeoutMs);
       if (digest === this.#digest) return 'unchanged';
       await this.pool.sync(directory);
+      await createMissingDevSecrets(directory, this.pool, logger);
       this.#directory = directory;
       this.#digest = digest;
-      // Leases of configs removed, disabled or no longer leased are wiped now.
+      // Leases (and cached derivation secrets) of configs removed, disabled or changed are wiped now.
       this.leases.sync(directory);
+      this.secrets.sync(directory);
       this.#loadedAt = new Date();
       this.#lastReloadError = undefined;
       metrics.configReloads.inc({ outcome: 'success' });
@@ -158,6 +173,7 @@ export class KeywardRuntime {
     clearTimeout(this.#debounce);
     await this.#reloading?.catch(() => undefined);
     this.leases.close();
+    this.secrets.close();
     await this.pool.close();
   }
 }

@@ -84,9 +84,34 @@ export type KmsConfigEntry = Static<typeof KmsConfigEntry>;
 
 export const TENANT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,255}$';
 
+export const DerivationSecretState = Type.Union([Type.Literal('current'), Type.Literal('in-rotation'), Type.Literal('archived')]);
+export const DerivationSecretType = Type.Union([Type.Literal('deterministic'), Type.Literal('search'), Type.Literal('vector')]);
+
+export const DerivationSecretEntry = Type.Object(
+  {
+    id: Type.Integer({ minimum: 1, maximum: MAX_CONFIG_ID, description: 'The tenantSecretId: unique within the tenant, never reused.' }),
+    state: DerivationSecretState,
+    type: Type.Optional(DerivationSecretType),
+    kmsConfigId: Type.Integer({ minimum: 1, maximum: MAX_CONFIG_ID, description: "The tenant's KMS config whose key wrapped the secret." }),
+    wrapped: Type.Union([
+      Type.String({ minLength: 1, maxLength: 87_384, description: 'The KMS-wrapped secret, base64 (printed by `keyward secret create`).' }),
+      Type.Object(
+        {
+          file: Type.String({ minLength: 1 }),
+          createIfMissing: Type.Optional(Type.Boolean({ description: 'Development only (local provider): create the secret on first start.' })),
+        },
+        { additionalProperties: false },
+      ),
+    ]),
+  },
+  { additionalProperties: false },
+);
+export type DerivationSecretEntry = Static<typeof DerivationSecretEntry>;
+
 export const TenantEntry = Type.Object(
   {
     kmsConfigs: Type.Array(KmsConfigEntry, { maxItems: 64 }),
+    derivationSecrets: Type.Optional(Type.Array(DerivationSecretEntry, { maxItems: 64 })),
   },
   { additionalProperties: false },
 );

@@ -10,8 +10,8 @@ import { Value } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
 import { parseDuration } from './duration.js';
-import { SecretRef, TENANT_ID_PATTERN, TenantsFile, type KmsConfigEntry } from './schema.js';
-import { TenantDirectory, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
+import { SecretRef, TENANT_ID_PATTERN, TenantsFile, type DerivationSecretEntry, type KmsConfigEntry } from './schema.js';
+import { TenantDirectory, type DerivationSecret, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
 
 const PROVIDER_BLOCKS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
 const DEFAULT_RETRIES = 2;
@@ -79,10 +79,49 @@ export function parseTenantsFile(text: string, options: TenantsFileOptions, labe
     if (primaries.length > 1) {
       problems.push(`tenants.${tenantId}: ${primaries.length} KMS configs are primary (ids ${primaries.map((c) => c.id).join(', ')}); at most one may be`);
     }
-    tenants.push(Object.freeze({ id: tenantId, configs: Object.freeze(configs), primary: primaries[0] }));
+    const secrets = buildSecrets(tenantId, entry.derivationSecrets ?? [], configs, options, problems);
+    tenants.push(Object.freeze({ id: tenantId, configs: Object.freeze(configs), primary: primaries[0], secrets }));
   }
   if (problems.length > 0) throw new ConfigError(`Invalid ${label}`, problems);
   return new TenantDirectory(tenants);
+}
+
+function buildSecrets(
+  tenantId: string,
+  entries: readonly DerivationSecretEntry[],
+  configs: readonly KmsConfig[],
+  options: TenantsFileOptions,
+  problems: string[],
+): readonly DerivationSecret[] {
+  const out: DerivationSecret[] = [];
+  const ids = new Set<number>();
+  const currents = new Map<string, number>();
+  entries.forEach((raw, index) => {
+    const where = `tenants.${tenantId}.derivationSecrets[${index}]`;
+    const type = raw.type ?? 'deterministic';
+    if (ids.has(raw.id)) problems.push(`${where}.id: ${raw.id} is used twice in this tenant; secret ids are never reused`);
+    ids.add(raw.id);
+    if (raw.state === 'current') {
+      const other = currents.get(type);
+      if (other !== undefined) problems.push(`${where}.state: secrets ${other} and ${raw.id} are both current for type ${type}; at most one may be`);
+      currents.set(type, raw.id);
+    }
+    const config = configs.find((c) => c.id === raw.kmsConfigId);
+    if (!config) problems.push(`${where}.kmsConfigId: ${raw.kmsConfigId} is not a KMS config of tenant ${tenantId}`);
+    let wrapped: DerivationSecret['wrapped'];
+    if (typeof raw.wrapped === 'string') {
+      if (!/^[A-Za-z0-9+/]+={0,2}$/.test(raw.wrapped) || raw.wrapped.length % 4 !== 0) problems.push(`${where}.wrapped: must be base64 (as printed by \`keyward secret create\`)`);
+      wrapped = { inline: raw.wrapped };
+    } else {
+      if (raw.wrapped.createIfMissing && config && config.provider !== 'local') {
+        problems.push(`${where}.wrapped.createIfMissing: only for the development local KMS; make secrets with \`keyward secret create\``);
+      }
+      const file = isAbsolute(raw.wrapped.file) ? raw.wrapped.file : resolve(options.baseDir, raw.wrapped.file);
+      wrapped = { file, create: raw.wrapped.createIfMissing ?? false };
+    }
+    out.push(Object.freeze({ id: raw.id, state: raw.state, type, kmsConfigId: raw.kmsConfigId, wrapped: Object.freeze(wrapped) }));
+  });
+  return Object.freeze(out);
 }
 
 function buildConfig(

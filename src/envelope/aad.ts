@@ -54,3 +54,13 @@ export function lekAad(tenantId: string, kmsConfigId: number, leaseId: number): 
 export function leasedDekAad(tenantId: string, kmsConfigId: number, leaseId: number): Buffer {
   return bound(LEASED_DEK_LABEL, tenantId, [kmsConfigId, leaseId]);
 }
+
+const SECRET_LABEL = Buffer.from('keyward:derivation-secret:v1\0', 'latin1');
+
+/**
+ * AAD of the KMS wrap of a tenant derivation secret.
+ *   "keyward:derivation-secret:v1\0" ‖ u32be(len(tenantId)) ‖ tenantId ‖ u32be(kmsConfigId) ‖ u32be(secretId)
+ */
+export function secretAad(tenantId: string, kmsConfigId: number, secretId: number): Buffer {
+  return bound(SECRET_LABEL, tenantId, [kmsConfigId, secretId]);
+}

@@ -12,6 +12,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { SecurityEvents } from '../audit/security-events.js';
+import type { DerivationService } from '../derivation/derive.js';
 import { Errors, KeywardError } from '../errors.js';
 import type { KeyService, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
@@ -71,6 +72,23 @@ const SecurityEventBody = body(
   { event: OptionalText(MAX_ID, 'Security event name at the top level (Rust client).') },
   'Record an application security event; accepted for unknown tenants too.',
 );
+const DeriveBody = body(
+  {
+    paths: Type.Record(Type.String({ maxLength: 1024 }), Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 1000 }), {
+      maxProperties: 1000,
+      description: 'Derivation paths by secret path.',
+    }),
+    derivationType: Type.String({ maxLength: 32, description: 'sha512 (64-byte keys) or sha256 (32-byte keys); argon2 is not supported.' }),
+    secretType: Type.String({ maxLength: 32, description: 'deterministic, search or vector: which of the tenant\'s secrets to use.' }),
+  },
+  "Derive keys from the tenant's current and in-rotation secrets.",
+);
+const DerivedKeyItem = Type.Object({ derivedKey: Type.String({ contentEncoding: 'base64' }), tenantSecretId: Type.Integer(), current: Type.Boolean() });
+const DeriveResponse = Type.Object({
+  hasPrimaryConfig: Type.Boolean(),
+  derivedKeys: Type.Record(Type.String(), Type.Record(Type.String(), Type.Array(DerivedKeyItem))),
+});
+
 const ReportOperationsBody = Type.Object(
   {
     tenantId: Type.Optional(TenantId),
@@ -160,6 +178,17 @@ export const COMPAT_ROUTES: readonly RouteSpec[] = [
   },
   {
     method: 'POST',
+    url: '/api/1/key/derive-with-secret-path',
+    operationId: 'compatDeriveWithSecretPath',
+    summary: 'Derive keys for deterministic encryption (tenant-security API)',
+    description:
+      "One key per secret path, derivation path and live secret (current and in-rotation, exactly one current), from the tenant's derivation secrets (docs/derivation.md). Succeeds without a primary config, with hasPrimaryConfig false.",
+    body: DeriveBody,
+    response: DeriveResponse,
+    errors: [Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.KMS_CONFIGURATION_DISABLED, ...KMS_ERRORS],
+  },
+  {
+    method: 'POST',
     url: '/api/1/event/security-event',
     operationId: 'compatSecurityEvent',
     summary: 'Record a security event (tenant-security API)',
@@ -218,6 +247,7 @@ function checkBatch(count: number, limit: number): void {
 
 export interface CompatOptions {
   readonly keys: KeyService;
+  readonly derivation: DerivationService;
   readonly events: SecurityEvents;
   readonly metrics: Metrics;
   readonly batchLimit: number;
@@ -225,8 +255,12 @@ export interface CompatOptions {
 
 type Handler = (request: FastifyRequest) => Promise<unknown>;
 
-function handlers({ keys, events, metrics, batchLimit }: CompatOptions): Record<string, Handler> {
+function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptions): Record<string, Handler> {
   return {
+    compatDeriveWithSecretPath: async (request) => {
+      const body = request.body as CompatMetadata & { paths: Record<string, string[]>; derivationType: string; secretType: string };
+      return derivation.derive(body.tenantId, body, meta(body));
+    },
     compatDocumentWrap: async (request) => {
       const body = request.body as CompatMetadata;
       const { dek, edek } = await keys.generate(body.tenantId, meta(body));

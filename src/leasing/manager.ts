@@ -65,7 +65,8 @@ interface Entry extends Lease {
 }
 
 interface Group {
-  config: KmsConfig & { leasing: LeasePolicy };
+  config: KmsConfig;
+  policy: LeasePolicy;
   /** Cached leases in least-recently-used order (Map keeps insertion order; a use re-inserts). */
   readonly leases: Map<string, Entry>;
   readonly pending: Map<string, Promise<Entry>>;
@@ -89,7 +90,16 @@ export interface LeaseStatus {
 
 export interface LeaseManagerOptions {
   readonly pool: { driverFor(config: KmsConfig): Promise<KmsDriver> };
-  readonly metrics: Metrics;
+  /** Lease metrics; the derivation-secret cache, which shares this class, passes none. */
+  readonly metrics?: Metrics;
+  /**
+   * What the cached keys are: lease keys (the default: `lekAad`, the config's leasing
+   * policy) or derivation secrets (their own AAD, a policy for every config).
+   */
+  readonly purpose?: {
+    readonly aad: (tenantId: string, kmsConfigId: number, id: number) => Buffer;
+    readonly policyOf: (config: KmsConfig) => LeasePolicy | undefined;
+  };
   readonly logger: Logger;
   readonly clock?: Clock;
   /** Jitter source in [0, 1): refreshes land in [0.9, 1.1) × refreshInterval. */
@@ -105,6 +115,9 @@ export function isLeased(config: KmsConfig): config is Leased {
 export class LeaseManager {
   readonly #groups = new Map<string, Group>();
   readonly #options: LeaseManagerOptions;
+  readonly #metrics: Metrics | undefined;
+  readonly #aad: (tenantId: string, kmsConfigId: number, id: number) => Buffer;
+  readonly #policyOf: (config: KmsConfig) => LeasePolicy | undefined;
   readonly #clock: Clock;
   readonly #random: () => number;
   #timer: NodeJS.Timeout | undefined;
@@ -114,26 +127,29 @@ export class LeaseManager {
 
   constructor(options: LeaseManagerOptions) {
     this.#options = options;
+    this.#metrics = options.metrics;
+    this.#aad = options.purpose?.aad ?? lekAad;
+    this.#policyOf = options.purpose?.policyOf ?? ((config) => config.leasing);
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
-    options.metrics.observeLeases(() => this.#counts());
+    options.metrics?.observeLeases(() => this.#counts());
   }
 
   /** The lease that new wraps under `config` use; made (one KMS wrap) when there is none, or it is due to rotate. */
   async currentLease(config: Leased): Promise<Lease> {
     this.#live();
-    const group = this.#group(config);
+    const group = this.#group(config, config.leasing);
     const now = this.#clock.now();
     const current = group.current;
     if (current && !current.wiped) {
       if (this.#expired(current, now)) this.#wipe(group, current, 'outage');
-      else if (now < current.createdAt + group.config.leasing.rotateAfterMs) {
+      else if (now < current.createdAt + group.policy.rotateAfterMs) {
         this.#touch(group, current, now);
-        this.#options.metrics.leaseCache.inc({ result: 'hit' });
+        this.#metrics?.leaseCache.inc({ result: 'hit' });
         return current;
       }
     }
-    this.#options.metrics.leaseCache.inc({ result: 'miss' });
+    this.#metrics?.leaseCache.inc({ result: 'miss' });
     group.creating ??= this.#create(group).finally(() => {
       group.creating = undefined;
     });
@@ -147,11 +163,12 @@ export class LeaseManager {
    */
   async leaseFor(config: KmsConfig, leaseId: number, elek: Buffer): Promise<Lease> {
     this.#live();
-    if (!isLeased(config)) {
+    const policy = this.#policyOf(config);
+    if (!policy) {
       const key = await this.#recover(config, leaseId, elek);
       return { tenantId: config.tenantId, kmsConfigId: config.id, leaseId, key, elek, wiped: false, transient: true };
     }
-    const group = this.#group(config);
+    const group = this.#group(config, policy);
     const cacheKey = `${leaseId}:${elek.toString('base64')}`;
     const now = this.#clock.now();
     const hit = group.leases.get(cacheKey);
@@ -160,11 +177,11 @@ export class LeaseManager {
         this.#wipe(group, hit, 'outage');
       } else {
         this.#touch(group, hit, now);
-        this.#options.metrics.leaseCache.inc({ result: 'hit' });
+        this.#metrics?.leaseCache.inc({ result: 'hit' });
         return hit;
       }
     }
-    this.#options.metrics.leaseCache.inc({ result: 'miss' });
+    this.#metrics?.leaseCache.inc({ result: 'miss' });
     let pending = group.pending.get(cacheKey);
     if (!pending) {
       pending = this.#recover(config, leaseId, elek)
@@ -183,16 +200,19 @@ export class LeaseManager {
       const config = directory.config(group.config.id);
       // A changed fingerprint means other provider settings — possibly another key — so its leases are not this config's any more.
       const changed = config !== undefined && config.fingerprint !== group.config.fingerprint;
-      if (!config || changed || config.tenantId !== group.config.tenantId || config.status === 'disabled' || !isLeased(config)) {
+      const policy = config === undefined ? undefined : this.#policyOf(config);
+      if (!config || !policy || changed || config.tenantId !== group.config.tenantId || config.status === 'disabled') {
         for (const entry of [...group.leases.values()]) this.#wipe(group, entry, 'disabled');
         this.#groups.delete(key);
         continue;
       }
       group.config = config;
+      group.policy = policy;
       this.#enforceCap(group);
     }
     for (const config of directory.configs()) {
-      if (isLeased(config)) shortest = Math.min(shortest, config.leasing.refreshIntervalMs);
+      const policy = this.#policyOf(config);
+      if (policy) shortest = Math.min(shortest, policy.refreshIntervalMs);
     }
     this.#sweepMs = Number.isFinite(shortest) ? Math.min(1_000, Math.max(20, Math.floor(shortest / 5))) : 1_000;
     if (this.#timer) this.start();
@@ -216,7 +236,7 @@ export class LeaseManager {
     const started: Promise<void>[] = [];
     const now = this.#clock.now();
     for (const group of this.#groups.values()) {
-      const policy = group.config.leasing;
+      const policy = group.policy;
       for (const entry of [...group.leases.values()]) {
         if (entry.wiped) continue;
         if (this.#expired(entry, now)) this.#wipe(group, entry, 'outage');
@@ -246,7 +266,7 @@ export class LeaseManager {
           current: group.current === entry,
           createdAt: new Date(entry.createdAt).toISOString(),
           lastVerified: new Date(entry.lastVerified).toISOString(),
-          wipeInSeconds: Math.max(0, Math.round((entry.lastVerified + group.config.leasing.maxOutageMs - now) / 1000)),
+          wipeInSeconds: Math.max(0, Math.round((entry.lastVerified + group.policy.maxOutageMs - now) / 1000)),
           lastError: entry.lastError,
         });
       }
@@ -269,15 +289,15 @@ export class LeaseManager {
     if (this.#closed) throw new KmsError('unreachable', 'Keyward is shutting down');
   }
 
-  #group(config: Leased): Group {
+  #group(config: KmsConfig, policy: LeasePolicy): Group {
     const key = `${config.tenantId}\u0000${config.id}`;
     let group = this.#groups.get(key);
     if (!group) {
       const known = this.#directory?.config(config.id);
-      if (this.#directory && (!known || known.tenantId !== config.tenantId || known.status === 'disabled' || !isLeased(known) || known.fingerprint !== config.fingerprint)) {
+      if (this.#directory && (!known || known.tenantId !== config.tenantId || known.status === 'disabled' || !this.#policyOf(known) || known.fingerprint !== config.fingerprint)) {
         throw new KmsError('key_unusable', 'the KMS configuration was disabled, removed or changed by a reload');
       }
-      group = { config, leases: new Map(), pending: new Map(), current: undefined, creating: undefined };
+      group = { config, policy, leases: new Map(), pending: new Map(), current: undefined, creating: undefined };
       this.#groups.set(key, group);
     }
     return group;
@@ -291,7 +311,7 @@ export class LeaseManager {
     let blob: Buffer;
     try {
       const driver = await this.#options.pool.driverFor(config);
-      blob = await driver.wrap(key, lekAad(config.tenantId, config.id, leaseId));
+      blob = await driver.wrap(key, this.#aad(config.tenantId, config.id, leaseId));
     } catch (err) {
       key.fill(0);
       throw err;
@@ -317,7 +337,7 @@ export class LeaseManager {
       throw err;
     }
     const driver = await this.#options.pool.driverFor(config);
-    const key = await driver.unwrap(blob, lekAad(config.tenantId, config.id, leaseId));
+    const key = await driver.unwrap(blob, this.#aad(config.tenantId, config.id, leaseId));
     if (key.length !== LEK_BYTES) {
       key.fill(0);
       throw new KmsError('bad_ciphertext', 'the leased key in the EDEK has the wrong length');
@@ -341,7 +361,7 @@ export class LeaseManager {
       createdAt: now,
       lastVerified: now,
       lastUsed: now,
-      nextRefreshAt: now + this.#interval(config.leasing),
+      nextRefreshAt: now + this.#interval(group.policy),
       lastError: undefined,
       refreshing: undefined,
     };
@@ -349,7 +369,7 @@ export class LeaseManager {
     if (!live) {
       entry.key.fill(0);
       entry.wiped = true;
-      this.#options.metrics.leaseWipes.inc({ reason: this.#closed ? 'shutdown' : 'disabled' });
+      this.#metrics?.leaseWipes.inc({ reason: this.#closed ? 'shutdown' : 'disabled' });
       throw new KmsError('key_unusable', 'the KMS configuration was disabled or removed while its lease was being made');
     }
     group.leases.set(entry.cacheKey, entry);
@@ -360,13 +380,13 @@ export class LeaseManager {
 
   async #refresh(group: Group, entry: Entry): Promise<void> {
     const config = group.config;
-    entry.nextRefreshAt = this.#clock.now() + this.#interval(config.leasing);
+    entry.nextRefreshAt = this.#clock.now() + this.#interval(group.policy);
     let key: Buffer;
     try {
       key = await this.#recover(config, entry.leaseId, entry.elek);
     } catch (err) {
       const kind: KmsFailureKind = isKmsError(err) ? err.kind : 'other';
-      this.#options.metrics.leaseRefreshes.inc({ outcome: kind });
+      this.#metrics?.leaseRefreshes.inc({ outcome: kind });
       if (entry.wiped) return;
       entry.lastError = kind;
       const refused = kind === 'refused' || kind === 'key_unusable';
@@ -378,7 +398,7 @@ export class LeaseManager {
       else if (this.#expired(entry, this.#clock.now())) this.#wipe(group, entry, 'outage');
       return;
     }
-    this.#options.metrics.leaseRefreshes.inc({ outcome: 'ok' });
+    this.#metrics?.leaseRefreshes.inc({ outcome: 'ok' });
     const same = !entry.wiped && key.length === entry.key.length && timingSafeEqual(key, entry.key);
     key.fill(0);
     if (entry.wiped) return;
@@ -394,7 +414,7 @@ export class LeaseManager {
 
   #expired(entry: Entry, now: number): boolean {
     const group = this.#groups.get(`${entry.tenantId}\u0000${entry.kmsConfigId}`);
-    const maxOutage = group?.config.leasing.maxOutageMs ?? 0;
+    const maxOutage = group?.policy.maxOutageMs ?? 0;
     return now >= entry.lastVerified + maxOutage;
   }
 
@@ -406,7 +426,7 @@ export class LeaseManager {
   }
 
   #enforceCap(group: Group, keep?: Entry): void {
-    const cap = group.config.leasing.maxCachedLeases;
+    const cap = group.policy.maxCachedLeases;
     const victims = [...group.leases.values()].filter((e) => e !== keep);
     victims.sort((a, b) => Number(a === group.current) - Number(b === group.current));
     for (const entry of victims) {
@@ -421,7 +441,7 @@ export class LeaseManager {
     entry.wiped = true;
     group.leases.delete(entry.cacheKey);
     if (group.current === entry) group.current = undefined;
-    this.#options.metrics.leaseWipes.inc({ reason });
+    this.#metrics?.leaseWipes.inc({ reason });
     this.#options.logger.info({ tenantId: entry.tenantId, kmsConfigId: entry.kmsConfigId, leaseId: entry.leaseId, reason }, 'lease wiped');
   }
 

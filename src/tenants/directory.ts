@@ -53,10 +53,21 @@ export interface GcpKmsConfig extends KmsConfigBase {
 
 export type KmsConfig = LocalKmsConfig | Pkcs11KmsConfig | AwsKmsConfig | AzureKmsConfig | GcpKmsConfig;
 
+/** A tenant secret for deterministic key derivation, kept only KMS-wrapped. */
+export interface DerivationSecret {
+  readonly id: number;
+  readonly state: 'current' | 'in-rotation' | 'archived';
+  readonly type: 'deterministic' | 'search' | 'vector';
+  readonly kmsConfigId: number;
+  /** Inline base64, or a file (absolute path) holding the base64; `create` only for the dev local KMS. */
+  readonly wrapped: { readonly inline: string } | { readonly file: string; readonly create: boolean };
+}
+
 export interface Tenant {
   readonly id: string;
   readonly configs: readonly KmsConfig[];
   readonly primary: KmsConfig | undefined;
+  readonly secrets: readonly DerivationSecret[];
 }
 
 export class TenantDirectory {
