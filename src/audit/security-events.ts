@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { Errors, KeywardError } from '../errors.js';
-import type { RequestMetadata } from '../envelope/keys.js';
+import { auditMetadata, type RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
 
 /**
@@ -42,19 +42,13 @@ export class SecurityEvents {
       );
     }
     this.#metrics.securityEvents.inc({ outcome: 'accepted' });
-    const { meta } = event;
     this.#audit.info(
       {
         event: 'security.event',
         name: event.name,
         tenantId: event.tenantId,
         occurredAt: new Date(event.timestampMillis ?? Date.now()).toISOString(),
-        requestingId: meta.requestingId,
-        dataLabel: meta.dataLabel,
-        sourceIp: meta.sourceIp,
-        objectId: meta.objectId,
-        requestId: meta.requestId,
-        custom: meta.custom,
+        ...auditMetadata(event.meta),
       },
       'audit',
     );

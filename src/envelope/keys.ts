@@ -20,6 +20,18 @@ import { EdekFormatError, edekEntry, edekFromBase64, edekToBase64, type Encrypte
 export const DEK_BYTES = 32;
 const BATCH_CONCURRENCY = 8;
 
+/** The caller's metadata as audit record fields. */
+export function auditMetadata(meta: RequestMetadata): Record<string, unknown> {
+  return {
+    requestingId: meta.requestingId,
+    dataLabel: meta.dataLabel,
+    sourceIp: meta.sourceIp,
+    objectId: meta.objectId,
+    requestId: meta.requestId,
+    custom: meta.custom,
+  };
+}
+
 /** Who asks, and why: carried into logs now and audit events later. */
 export interface RequestMetadata {
   readonly requestingId: string;
@@ -207,12 +219,7 @@ export class KeyService {
         kmsConfigId: config.id,
         provider: config.provider,
         leasedKeyId,
-        requestingId: meta.requestingId,
-        dataLabel: meta.dataLabel,
-        sourceIp: meta.sourceIp,
-        objectId: meta.objectId,
-        requestId: meta.requestId,
-        custom: meta.custom,
+        ...auditMetadata(meta),
       },
       'audit',
     );

@@ -13,6 +13,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { SecurityEvents } from '../audit/security-events.js';
 import type { DerivationService } from '../derivation/derive.js';
+import { KMS_ERRORS, UNWRAP_ERRORS, WRAP_ERRORS } from './route-errors.js';
 import { Errors, KeywardError } from '../errors.js';
 import type { KeyService, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
@@ -115,15 +116,6 @@ const UnwrapResponse = Type.Object({ dek: Dek });
 const BatchWrapResponse = Type.Object({ keys: Type.Record(Type.String(), WrapResponse), failures: Type.Record(Type.String(), ErrorItem) });
 const BatchUnwrapResponse = Type.Object({ keys: Type.Record(Type.String(), UnwrapResponse), failures: Type.Record(Type.String(), ErrorItem) });
 
-const KMS_ERRORS = [Errors.KMS_AUTHORIZATION_FAILED, Errors.KMS_CONFIGURATION_INVALID, Errors.KMS_UNREACHABLE, Errors.KMS_THROTTLED, Errors.KMS_ACCOUNT_ISSUE];
-const WRAP_ERRORS = [Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.NO_PRIMARY_KMS_CONFIGURATION, ...KMS_ERRORS, Errors.KMS_WRAP_FAILED];
-const UNWRAP_ERRORS = [
-  Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS,
-  Errors.INVALID_PROVIDED_EDEK,
-  Errors.KMS_CONFIGURATION_DISABLED,
-  ...KMS_ERRORS,
-  Errors.KMS_UNWRAP_FAILED,
-];
 
 export const COMPAT_ROUTES: readonly RouteSpec[] = [
   {

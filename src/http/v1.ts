@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
+import { UNWRAP_ERRORS, WRAP_ERRORS } from './route-errors.js';
 import { Errors, KeywardError, type ErrorSpec } from '../errors.js';
 import type { KeyService, RequestMetadata } from '../envelope/keys.js';
 import { decodeBase64Strict } from './base64.js';
@@ -37,21 +38,6 @@ export interface RouteSpec {
   readonly errors: readonly ErrorSpec[];
 }
 
-const KMS_ERRORS = [
-  Errors.KMS_AUTHORIZATION_FAILED,
-  Errors.KMS_CONFIGURATION_INVALID,
-  Errors.KMS_UNREACHABLE,
-  Errors.KMS_THROTTLED,
-  Errors.KMS_ACCOUNT_ISSUE,
-];
-const WRAP_ERRORS = [Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.NO_PRIMARY_KMS_CONFIGURATION, ...KMS_ERRORS, Errors.KMS_WRAP_FAILED];
-const UNWRAP_ERRORS = [
-  Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS,
-  Errors.INVALID_PROVIDED_EDEK,
-  Errors.KMS_CONFIGURATION_DISABLED,
-  ...KMS_ERRORS,
-  Errors.KMS_UNWRAP_FAILED,
-];
 
 export const V1_ROUTES: readonly RouteSpec[] = [
   {
