@@ -36,10 +36,9 @@ import {
   randomUUID,
   type KeyObject,
 } from 'node:crypto';
-import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { KEY_VAULT_RESOURCE, standinTls, type TokenStandin } from './azure-token-standin.js';
+import { startHttpsStandin } from './https-standin.js';
 
 /** The api-versions the real service documents for the keys API; anything else is refused. */
 export const SUPPORTED_API_VERSIONS = ['7.0', '7.1', '7.2', '7.3', '7.4', '7.5', '7.6', '2025-07-01'] as const;
@@ -366,36 +365,16 @@ export async function startKeyVaultStandin(options: { tokens: TokenStandin; tena
     }
   };
 
-  let server: Server | undefined;
-  const sockets = new Set<Socket>();
-  const start = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const s = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
-        handle(req, res).catch(() => res.destroy());
-      });
-      s.on('connection', (socket: Socket) => {
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-      });
-      s.once('error', reject);
-      s.listen(port, '127.0.0.1', () => {
-        const address = s.address();
-        if (typeof address === 'object' && address) port = address.port;
-        vaultUrl = `https://127.0.0.1:${port}`;
-        server = s;
-        resolve();
-      });
-    });
-  const stop = (): Promise<void> =>
-    new Promise((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      sockets.clear();
-      const s = server;
-      server = undefined;
-      if (!s) return resolve();
-      s.close(() => resolve());
-    });
-  await start();
+  const https = await startHttpsStandin({
+    tls,
+    port,
+    handler: (req, res) => {
+      handle(req, res).catch(() => res.destroy());
+    },
+  });
+  port = https.port;
+  vaultUrl = `https://127.0.0.1:${port}`;
+  const { start, stop } = https;
 
   return {
     get port() {

@@ -17,11 +17,10 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { TEST_CACHE } from './emulator.js';
+import { startHttpsStandin } from './https-standin.js';
 
 export const KEY_VAULT_RESOURCE = 'https://vault.azure.net';
 export const MANAGED_HSM_RESOURCE = 'https://managedhsm.azure.net';
@@ -216,39 +215,19 @@ export async function startTokenStandin(options: { port?: number } = {}): Promis
     json(res, 404, { error: 'not_found', error_description: `the token stand-in does not serve ${req.method} ${url.pathname}` });
   };
 
-  let server: Server | undefined;
-  const sockets = new Set<Socket>();
-  const start = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const s = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
-        handle(req, res).catch((err: unknown) => {
-          if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: String(err) });
-          else res.destroy();
-        });
+  const https = await startHttpsStandin({
+    tls,
+    port,
+    handler: (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: String(err) });
+        else res.destroy();
       });
-      s.on('connection', (socket: Socket) => {
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-      });
-      s.once('error', reject);
-      s.listen(port, '127.0.0.1', () => {
-        const address = s.address();
-        if (typeof address === 'object' && address) port = address.port;
-        authorityHost = `https://127.0.0.1:${port}`;
-        server = s;
-        resolve();
-      });
-    });
-  const stop = (): Promise<void> =>
-    new Promise((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      sockets.clear();
-      const s = server;
-      server = undefined;
-      if (!s) return resolve();
-      s.close(() => resolve());
-    });
-  await start();
+    },
+  });
+  port = https.port;
+  authorityHost = `https://127.0.0.1:${port}`;
+  const { start, stop } = https;
 
   return {
     get authorityHost() {
