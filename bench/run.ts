@@ -3,6 +3,7 @@
  * process (no HTTP). It prints figures; it asserts nothing. The full side-by-side HTTP
  * benchmark against a bare Fastify ceiling arrives with the performance work.
  */
+import { Writable } from 'node:stream';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,8 +31,9 @@ try {
   const configPath = join(dir, 'tenants.yaml');
   await writeFile(configPath, 'version: 1\ntenants:\n  bench:\n    kmsConfigs:\n      - { id: 1, status: primary, provider: local, local: { keyFile: k.key } }\n');
   const logger = createLogger({ level: 'silent' });
-  const runtime = await KeywardRuntime.start({ configPath, kmsTimeoutMs: 5000, env: {}, logger, metrics: createMetrics({ processMetrics: false }) });
-  const keys = new KeyService({ source: runtime, logger });
+  const auditSink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+  const runtime = await KeywardRuntime.start({ configPath, kmsTimeoutMs: 5000, env: {}, logger, metrics: createMetrics({ processMetrics: false }), auditStdout: auditSink });
+  const keys = new KeyService({ source: runtime, logger, audit: runtime.audit });
   const meta = { requestingId: 'bench' };
   const { edek, dek } = await keys.generate('bench', meta);
   dek.fill(0);

@@ -5,7 +5,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ProcessConfig } from './config/env.js';
-import { KeyService, type KeySource } from './envelope/keys.js';
+import { KeyService, type AuditRecorder, type KeySource } from './envelope/keys.js';
 import { errorHandler, notFoundHandler } from './http/errors.js';
 import { buildOpsApp } from './http/ops.js';
 import { registerV1 } from './http/v1.js';
@@ -21,6 +21,7 @@ export type AppConfig = Pick<ProcessConfig, 'apiKeyDigests' | 'batchLimit' | 'bo
 export interface AppDeps {
   readonly config: AppConfig;
   readonly runtime: KeySource & {
+    readonly audit: AuditRecorder;
     status(): RuntimeStatus;
     readonly leases: Pick<LeaseManager, 'status' | 'currentLease' | 'leaseFor'>;
     readonly secrets: Pick<LeaseManager, 'leaseFor'>;
@@ -89,9 +90,9 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
     if (route.startsWith('/api/1/')) metrics.clientSdkRequests.inc({ language: sdkLanguage(request.headers['x-icl-tsc-language']) });
   });
 
-  const keys = new KeyService({ source: runtime, logger });
-  const events = new SecurityEvents({ logger, metrics });
-  const derivation = new DerivationService({ source: runtime, secrets: runtime.secrets });
+  const keys = new KeyService({ source: runtime, logger, audit: runtime.audit });
+  const events = new SecurityEvents({ audit: runtime.audit, metrics });
+  const derivation = new DerivationService({ source: runtime, secrets: runtime.secrets, audit: runtime.audit });
   await api.register((scope, _options, done) => {
     // One scope, one API-key check, for both faces.
     registerV1(scope, { keys, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });

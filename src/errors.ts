@@ -53,6 +53,8 @@ export const Errors = Object.freeze({
   KMS_THROTTLED: spec('KMS_THROTTLED', 209, 503, 'The KMS throttled Keyward. Retry-After tells when to try again.', 1),
   KMS_ACCOUNT_ISSUE: spec('KMS_ACCOUNT_ISSUE', 210, 502, 'The KMS account has a problem (billing, subscription, API disabled).'),
   SECURITY_EVENT_REJECTED: spec('SECURITY_EVENT_REJECTED', 301, 400, 'A security event was refused: its name is not one of the event families of the tenant-security API.'),
+  AUDIT_UNAVAILABLE: spec('AUDIT_UNAVAILABLE', 302, 503, "The tenant's audit policy is `required` and its audit event could not be queued (a sink's queue is full, typically because the SIEM is unreachable). Nothing was returned; retry later.", 1),
+  AUDIT_UNAVAILABLE_SDK: spec('AUDIT_UNAVAILABLE_SDK', 301, 503, 'AUDIT_UNAVAILABLE as /api/1 answers it: the published tenant-security SDKs know 301 as the only code of the security-event class and keep its message (code 302 would reach their users as "status code outside of recognized range").', 1),
 } satisfies Record<string, ErrorSpec>);
 
 export type ErrorName = keyof typeof Errors;

@@ -52,6 +52,9 @@ async function main(): Promise<void> {
       logger,
       metrics,
       pollMs: config.configPollMs,
+      auditStdout: process.stdout,
+      replicaId: config.replicaId,
+      auditFlushTimeoutMs: config.auditFlushTimeoutMs,
     });
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -21,15 +21,56 @@ export interface Metrics {
   readonly reportedOperations: Counter<'kind'>;
   readonly leaseRefreshes: Counter<'outcome'>;
   readonly leaseCache: Counter<'result'>;
-  /** Registers where `keyward_leases{state}` reads its values at scrape time. */
-  observeLeases(source: () => Record<'fresh' | 'stale', number>): void;
+  readonly auditEmitted: Counter<'sink_type'>;
+  readonly auditDelivered: Counter<'sink_type'>;
+  readonly auditRetried: Counter<'sink_type'>;
+  readonly auditDropped: Counter<'sink_type' | 'reason'>;
+  readonly auditRefusedOperations: Counter<'operation'>;
+  /** Registers where `keyward_leases{state}` and `keyward_lease_wipe_in_seconds` read their values at scrape time. */
+  observeLeases(source: () => LeaseCounts): void;
+  /** Registers where `keyward_audit_queue_events{sink_type}` reads its values at scrape time. */
+  observeAuditQueues(source: () => ReadonlyMap<string, number>): void;
 }
+
+export interface LeaseCounts {
+  readonly fresh: number;
+  readonly stale: number;
+  /** Per provider with stale leases: the fewest seconds any of them has left before its outage wipe. */
+  readonly staleWipeInSeconds: ReadonlyMap<string, number>;
+}
+
+/** The audit sink types: the closed label set of the audit metrics. */
+export const AUDIT_SINK_TYPES = ['stdout', 'http', 'syslog'] as const;
+export const AUDIT_DROP_REASONS = ['queue_full', 'rejected', 'shutdown'] as const;
+export const AUDIT_OPERATIONS = ['generate', 'wrap', 'unwrap', 'rekey', 'derive', 'security_event'] as const;
+const WIPE_REASONS = ['revoked', 'outage', 'disabled', 'evicted', 'shutdown'] as const;
 
 export function createMetrics(options: { registry?: Registry; processMetrics?: boolean } = {}): Metrics {
   const registry = options.registry ?? new Registry();
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  let leaseSource: (() => Record<'fresh' | 'stale', number>) | undefined;
+  let leaseSource: (() => LeaseCounts) | undefined;
+  let auditQueueSource: (() => ReadonlyMap<string, number>) | undefined;
+  new Gauge({
+    name: 'keyward_lease_wipe_in_seconds',
+    help: 'While leases are stale (the KMS cannot be reached): per provider, the fewest seconds any stale lease has left before it is wiped for the outage. No sample when no lease is stale.',
+    labelNames: ['provider'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [provider, seconds] of leaseSource?.().staleWipeInSeconds ?? []) this.set({ provider }, seconds);
+    },
+  });
+  new Gauge({
+    name: 'keyward_audit_queue_events',
+    help: 'Audit events waiting in sink queues (not yet delivered), by sink type.',
+    labelNames: ['sink_type'],
+    registers,
+    collect() {
+      const depths = auditQueueSource?.();
+      for (const type of AUDIT_SINK_TYPES) this.set({ sink_type: type }, depths?.get(type) ?? 0);
+    },
+  });
   new Gauge({
     name: 'keyward_leases',
     help: 'Cached lease keys by state: fresh (last refresh succeeded) or stale (the KMS could not be reached since; still serving until maxOutage).',
@@ -41,10 +82,43 @@ export function createMetrics(options: { registry?: Registry; processMetrics?: b
       this.set({ state: 'stale' }, counts.stale);
     },
   });
-  return {
+  const metrics: Metrics = {
     observeLeases: (source) => {
       leaseSource = source;
     },
+    observeAuditQueues: (source) => {
+      auditQueueSource = source;
+    },
+    auditEmitted: new Counter({
+      name: 'keyward_audit_events_emitted_total',
+      help: 'Audit events handed to a sink, by sink type (an event routed to two sinks counts twice). Once queues drain: emitted = delivered + dropped.',
+      labelNames: ['sink_type'],
+      registers,
+    }),
+    auditDelivered: new Counter({
+      name: 'keyward_audit_events_delivered_total',
+      help: 'Audit events the sink accepted (HTTP 2xx, or written to the syslog connection or stdout), by sink type.',
+      labelNames: ['sink_type'],
+      registers,
+    }),
+    auditRetried: new Counter({
+      name: 'keyward_audit_events_retried_total',
+      help: 'Audit events sent again after a failed delivery attempt, by sink type (each resend counts once).',
+      labelNames: ['sink_type'],
+      registers,
+    }),
+    auditDropped: new Counter({
+      name: 'keyward_audit_events_dropped_total',
+      help: 'Audit events that will never be delivered, by sink type and reason: queue_full (bestEffort tenant, queue at its bound), rejected (the receiver refused them as invalid), shutdown (still queued at the shutdown deadline).',
+      labelNames: ['sink_type', 'reason'],
+      registers,
+    }),
+    auditRefusedOperations: new Counter({
+      name: 'keyward_audit_refused_operations_total',
+      help: 'Key operations and security events refused because a tenant with the required audit policy could not have its event queued (AUDIT_UNAVAILABLE: code 302 on /v1, 301 on /api/1; HTTP 503), by operation.',
+      labelNames: ['operation'],
+      registers,
+    }),
     clientSdkRequests: new Counter({
       name: 'keyward_client_sdk_requests_total',
       help: 'Requests to /api/1 by the client SDK language they announce (x-icl-tsc-language): java, node, go, php, rust, other, none.',
@@ -121,4 +195,17 @@ export function createMetrics(options: { registry?: Registry; processMetrics?: b
       registers,
     }),
   };
+  // Series with a known, closed set of label values start at 0, so that rate() and
+  // increase() see their first event (a series born at 1 has no increase to show).
+  for (const type of AUDIT_SINK_TYPES) {
+    for (const counter of [metrics.auditEmitted, metrics.auditDelivered, metrics.auditRetried]) counter.inc({ sink_type: type }, 0);
+    for (const reason of AUDIT_DROP_REASONS) metrics.auditDropped.inc({ sink_type: type, reason }, 0);
+  }
+  for (const operation of AUDIT_OPERATIONS) metrics.auditRefusedOperations.inc({ operation }, 0);
+  for (const reason of WIPE_REASONS) metrics.leaseWipes.inc({ reason }, 0);
+  for (const outcome of ['success', 'failure']) metrics.configReloads.inc({ outcome }, 0);
+  for (const outcome of ['accepted', 'rejected']) metrics.securityEvents.inc({ outcome }, 0);
+  for (const kind of ['wraps', 'unwraps']) metrics.reportedOperations.inc({ kind }, 0);
+  for (const result of ['hit', 'miss']) metrics.leaseCache.inc({ result }, 0);
+  return metrics;
 }

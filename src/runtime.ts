@@ -4,6 +4,9 @@
  * snapshot, logs every problem and counts a failure. Domain code: no Fastify here.
  */
 import { watch, type FSWatcher } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Writable } from 'node:stream';
+import { AuditLog } from './audit/log.js';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from './config/errors.js';
@@ -26,6 +29,12 @@ export interface RuntimeOptions {
   readonly retryInitMs?: number;
   /** For tests of leasing: the clock leases are timed by. */
   readonly clock?: Clock;
+  /** Where the stdout audit sink writes (main passes process.stdout). */
+  readonly auditStdout: Writable;
+  /** Names this process in audit events (default: the host name). */
+  readonly replicaId?: string;
+  /** How long shutdown (and a sink removed by a reload) keeps delivering queued audit events (default 5s). */
+  readonly auditFlushTimeoutMs?: number;
 }
 
 export type ReloadOutcome = 'unchanged' | 'applied' | 'failed';
@@ -43,6 +52,8 @@ export class KeywardRuntime {
   readonly leases: LeaseManager;
   /** Unwrapped derivation secrets, cached and wiped under the lease rules. */
   readonly secrets: LeaseManager;
+  /** Audit events to each tenant's sinks. */
+  readonly audit: AuditLog;
   readonly #options: RuntimeOptions;
   #directory: TenantDirectory;
   #digest: string;
@@ -60,6 +71,15 @@ export class KeywardRuntime {
     this.#directory = directory;
     this.#digest = digest;
     this.pool = pool;
+    this.audit = new AuditLog({
+      metrics: options.metrics,
+      logger: options.logger,
+      stdout: options.auditStdout,
+      env: options.env,
+      replica: options.replicaId ?? hostname(),
+      flushTimeoutMs: options.auditFlushTimeoutMs ?? 5_000,
+    });
+    this.audit.sync(directory);
     this.leases = new LeaseManager({ pool, metrics: options.metrics, logger: options.logger, clock: options.clock });
     this.leases.sync(directory);
     this.leases.start();
@@ -126,6 +146,7 @@ export class KeywardRuntime {
       // Leases (and cached derivation secrets) of configs removed, disabled or changed are wiped now.
       this.leases.sync(directory);
       this.secrets.sync(directory);
+      this.audit.sync(directory);
       this.#loadedAt = new Date();
       this.#lastReloadError = undefined;
       metrics.configReloads.inc({ outcome: 'success' });
@@ -174,6 +195,6 @@ export class KeywardRuntime {
     await this.#reloading?.catch(() => undefined);
     this.leases.close();
     this.secrets.close();
-    await this.pool.close();
+    await Promise.all([this.pool.close(), this.audit.close()]);
   }
 }

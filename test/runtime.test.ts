@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
@@ -63,6 +64,7 @@ async function fixture(t: TestContext, write?: (f: { dir: string; keys: string }
     env: {},
     logger,
     metrics,
+    auditStdout: new Writable({ write: (_chunk, _encoding, callback) => callback() }),
     // Long enough that only the file-system watcher can explain a reload within a test.
     pollMs: 3_600_000,
     ...extra,

@@ -1,14 +1,13 @@
 /**
  * Application security events (the tenant-security `event/security-event` call): the
  * application tells the tenant's record that something happened (a login, an export, a
- * retention run). Validated by name family, accepted for unknown tenants too, and
- * written to the audit stream with every metadata field. Routing to tenant SIEMs comes
- * with the audit sinks.
+ * retention run). Validated by name family, accepted for unknown tenants too (they go to
+ * the default audit route), and recorded as audit events with every metadata field.
  */
-import type { Logger } from 'pino';
 import { Errors, KeywardError } from '../errors.js';
-import { auditMetadata, type RequestMetadata } from '../envelope/keys.js';
+import type { AuditRecorder, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
+import { auditCaller } from './event.js';
 
 /**
  * The families of the wire contract. The Go client sends two periodic events without
@@ -25,32 +24,33 @@ export interface SecurityEvent {
 }
 
 export class SecurityEvents {
-  readonly #audit: Logger;
+  readonly #audit: AuditRecorder;
   readonly #metrics: Metrics;
 
-  constructor(options: { logger: Logger; metrics: Metrics }) {
-    this.#audit = options.logger.child({ stream: 'audit' });
+  constructor(options: { audit: AuditRecorder; metrics: Metrics }) {
+    this.#audit = options.audit;
     this.#metrics = options.metrics;
   }
 
+  /** Throws SECURITY_EVENT_REJECTED for a bad name, AUDIT_UNAVAILABLE when a required tenant's event cannot be queued. */
   record(event: SecurityEvent): void {
+    const occurredAt = new Date(event.timestampMillis ?? Date.now());
+    const base = {
+      tenantId: event.tenantId,
+      operation: 'security_event' as const,
+      securityEvent: { name: event.name.slice(0, 256), occurredAt: Number.isNaN(occurredAt.getTime()) ? new Date().toISOString() : occurredAt.toISOString() },
+      caller: auditCaller(event.meta),
+    };
     if (!EVENT_NAME.test(event.name)) {
       this.#metrics.securityEvents.inc({ outcome: 'rejected' });
-      throw new KeywardError(
+      const error = new KeywardError(
         Errors.SECURITY_EVENT_REJECTED,
         `security event "${event.name.slice(0, 100)}" is not one of ADMIN_*, USER_*, DATA_*, PERIODIC_*, CUSTOM_*`,
       );
+      this.#audit.record([{ ...base, outcome: 'failure', error: { code: error.code, name: error.spec.name, message: error.message } }], { mustQueue: false });
+      throw error;
     }
+    this.#audit.record([{ ...base, outcome: 'success' }], { mustQueue: true });
     this.#metrics.securityEvents.inc({ outcome: 'accepted' });
-    this.#audit.info(
-      {
-        event: 'security.event',
-        name: event.name,
-        tenantId: event.tenantId,
-        occurredAt: new Date(event.timestampMillis ?? Date.now()).toISOString(),
-        ...auditMetadata(event.meta),
-      },
-      'audit',
-    );
   }
 }

@@ -2,6 +2,7 @@
  * Process settings from `KEYWARD_*` environment variables, validated once, every problem
  * reported together, frozen. Only main.ts passes `process.env` in.
  */
+import { hostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,10 @@ export interface ProcessConfig {
   readonly shutdownTimeoutMs: number;
   readonly configPollMs: number;
   readonly kmsTimeoutMs: number;
+  /** Names this process in audit events (KEYWARD_REPLICA_ID; default the host name, which is the pod name on Kubernetes). */
+  readonly replicaId: string;
+  /** How long shutdown keeps delivering queued audit events. */
+  readonly auditFlushTimeoutMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -116,7 +121,15 @@ export function loadProcessConfig(env: Env, cwd: string): ProcessConfig {
     shutdownTimeoutMs: duration('KEYWARD_SHUTDOWN_TIMEOUT', '10s', 100, 600_000),
     configPollMs: duration('KEYWARD_CONFIG_POLL', '10s', 100, 3_600_000),
     kmsTimeoutMs: duration('KEYWARD_KMS_TIMEOUT', '2s', 10, 120_000),
+    replicaId: text('KEYWARD_REPLICA_ID') ?? hostname(),
+    auditFlushTimeoutMs: duration('KEYWARD_AUDIT_FLUSH_TIMEOUT', '5s', 0, 600_000),
   };
+  if (config.replicaId.length > 255 || !/^[!-~]+$/.test(config.replicaId)) {
+    problems.push('KEYWARD_REPLICA_ID must be 1-255 printable ASCII characters without spaces');
+  }
+  if (config.auditFlushTimeoutMs >= config.shutdownTimeoutMs) {
+    problems.push('KEYWARD_AUDIT_FLUSH_TIMEOUT must be shorter than KEYWARD_SHUTDOWN_TIMEOUT, or shutdown could end before the audit flush');
+  }
   const wildcard = (host: string): boolean => host === '0.0.0.0' || host === '::';
   const overlap = config.api.host === config.ops.host || wildcard(config.api.host) || wildcard(config.ops.host);
   if (config.api.port !== 0 && config.api.port === config.ops.port && overlap) {

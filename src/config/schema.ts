@@ -108,9 +108,93 @@ export const DerivationSecretEntry = Type.Object(
 );
 export type DerivationSecretEntry = Static<typeof DerivationSecretEntry>;
 
+export const SINK_NAME_PATTERN = '^[a-z0-9][a-z0-9-]{0,62}$';
+const SinkName = Type.String({ pattern: SINK_NAME_PATTERN, description: 'The name of a sink under audit.sinks, or the built-in stdout.' });
+
+export const AuditPolicy = Type.Union([Type.Literal('bestEffort'), Type.Literal('required')]);
+export type AuditPolicy = Static<typeof AuditPolicy>;
+
+export const AuditRouteEntry = Type.Object(
+  {
+    sinks: Type.Array(SinkName, { minItems: 1, maxItems: 8, uniqueItems: true, description: "Where this tenant's audit events go." }),
+    policy: Type.Optional(AuditPolicy),
+  },
+  { additionalProperties: false },
+);
+export type AuditRouteEntry = Static<typeof AuditRouteEntry>;
+
+export const SinkQueueSettings = Type.Object(
+  {
+    size: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most events waiting for delivery (default 10000).' })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'Most events sent in one request or write (default 100).' })),
+    linger: Type.Optional(Type.String({ ...Duration, description: 'How long a batch may wait to fill before it is sent (default 0ms: at once).' })),
+    minBackoff: Type.Optional(Type.String({ ...Duration, description: 'First wait after a failed delivery (default 250ms); doubles per failure.' })),
+    maxBackoff: Type.Optional(Type.String({ ...Duration, description: 'Longest wait between delivery attempts (default 30s).' })),
+  },
+  { additionalProperties: false },
+);
+export type SinkQueueSettings = Static<typeof SinkQueueSettings>;
+
+export const HttpSinkSettings = Type.Object(
+  {
+    url: Type.String({ pattern: '^https?://', description: 'Where batches are POSTed: a webhook, or a Splunk HEC endpoint (…/services/collector/event).' }),
+    format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('splunk-hec')])),
+    token: Type.Optional(SecretRef),
+    caFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle trusted for an https url, in addition to the system CAs.' })),
+    timeout: Type.Optional(Type.String({ ...Duration, description: 'Bound on one delivery request (default 5s).' })),
+  },
+  { additionalProperties: false },
+);
+export type HttpSinkSettings = Static<typeof HttpSinkSettings>;
+
+export const SyslogSinkSettings = Type.Object(
+  {
+    host: Type.String({ minLength: 1, description: 'Syslog receiver host name or address.' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          caFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle trusted for the receiver, in addition to the system CAs.' })),
+          serverName: Type.Optional(Type.String({ minLength: 1, description: 'Name the receiver certificate must carry (default: host).' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    facility: Type.Optional(
+      Type.Union(
+        ['kern', 'user', 'mail', 'daemon', 'auth', 'syslog', 'lpr', 'news', 'uucp', 'cron', 'authpriv', 'ftp', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7'].map((f) => Type.Literal(f)),
+      ),
+    ),
+    appName: Type.Optional(Type.String({ pattern: '^[!-~]{1,48}$', description: 'RFC 5424 APP-NAME (default keyward).' })),
+    timeout: Type.Optional(Type.String({ ...Duration, description: 'Bound on connecting and writing one batch (default 5s).' })),
+  },
+  { additionalProperties: false },
+);
+export type SyslogSinkSettings = Static<typeof SyslogSinkSettings>;
+
+export const SinkEntry = Type.Object(
+  {
+    type: Type.Union([Type.Literal('stdout'), Type.Literal('http'), Type.Literal('syslog')]),
+    http: Type.Optional(HttpSinkSettings),
+    syslog: Type.Optional(SyslogSinkSettings),
+    queue: Type.Optional(SinkQueueSettings),
+  },
+  { additionalProperties: false },
+);
+export type SinkEntry = Static<typeof SinkEntry>;
+
+export const AuditSettings = Type.Object(
+  {
+    sinks: Type.Optional(Type.Record(Type.String(), SinkEntry)),
+    default: Type.Optional(AuditRouteEntry),
+  },
+  { additionalProperties: false },
+);
+
 export const TenantEntry = Type.Object(
   {
     kmsConfigs: Type.Array(KmsConfigEntry, { maxItems: 64 }),
+    audit: Type.Optional(AuditRouteEntry),
     derivationSecrets: Type.Optional(Type.Array(DerivationSecretEntry, { maxItems: 64 })),
   },
   { additionalProperties: false },
@@ -119,6 +203,7 @@ export const TenantEntry = Type.Object(
 export const TenantsFile = Type.Object(
   {
     version: Type.Literal(1),
+    audit: Type.Optional(AuditSettings),
     tenants: Type.Record(Type.String(), TenantEntry),
   },
   { additionalProperties: false },

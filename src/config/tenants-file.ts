@@ -10,8 +10,18 @@ import { Value } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
 import { parseDuration } from './duration.js';
-import { SecretRef, TENANT_ID_PATTERN, TenantsFile, type DerivationSecretEntry, type KmsConfigEntry } from './schema.js';
-import { TenantDirectory, type DerivationSecret, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
+import {
+  SecretRef,
+  SINK_NAME_PATTERN,
+  TENANT_ID_PATTERN,
+  TenantsFile,
+  type AuditRouteEntry,
+  type DerivationSecretEntry,
+  type KmsConfigEntry,
+  type SinkEntry,
+} from './schema.js';
+import { DEFAULT_AUDIT_PLAN, TenantDirectory, type DerivationSecret, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
+import { DEFAULT_QUEUE, DEFAULT_ROUTE, type AuditPlan, type AuditRoute, type SinkSpec } from '../audit/plan.js';
 
 const PROVIDER_BLOCKS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
 const DEFAULT_RETRIES = 2;
@@ -60,6 +70,7 @@ export function parseTenantsFile(text: string, options: TenantsFileOptions, labe
     throw new ConfigError(`Invalid ${label}`, dedupe(problems));
   }
 
+  const audit = buildAuditPlan(data.audit, options, problems);
   const seenIds = new Map<number, string>();
   const tenants: Tenant[] = [];
   for (const [tenantId, entry] of Object.entries(data.tenants)) {
@@ -80,10 +91,116 @@ export function parseTenantsFile(text: string, options: TenantsFileOptions, labe
       problems.push(`tenants.${tenantId}: ${primaries.length} KMS configs are primary (ids ${primaries.map((c) => c.id).join(', ')}); at most one may be`);
     }
     const secrets = buildSecrets(tenantId, entry.derivationSecrets ?? [], configs, options, problems);
-    tenants.push(Object.freeze({ id: tenantId, configs: Object.freeze(configs), primary: primaries[0], secrets }));
+    const route = entry.audit ? auditRoute(entry.audit, `tenants.${tenantId}.audit`, audit, problems) : undefined;
+    tenants.push(Object.freeze({ id: tenantId, configs: Object.freeze(configs), primary: primaries[0], secrets, audit: route }));
   }
   if (problems.length > 0) throw new ConfigError(`Invalid ${label}`, problems);
-  return new TenantDirectory(tenants);
+  return new TenantDirectory(tenants, audit);
+}
+
+const SYSLOG_TIMEOUT_MS = 5_000;
+const HTTP_TIMEOUT_MS = 5_000;
+
+/** The sinks and default route of the `audit` block; the built-in stdout sink always exists. */
+function buildAuditPlan(raw: TenantsFile['audit'], options: TenantsFileOptions, problems: string[]): AuditPlan {
+  if (!raw) return DEFAULT_AUDIT_PLAN;
+  const sinks = new Map<string, SinkSpec>(DEFAULT_AUDIT_PLAN.sinks);
+  for (const [name, entry] of Object.entries(raw.sinks ?? {})) {
+    const spec = buildSink(name, entry, `audit.sinks.${name}`, options, problems);
+    if (spec) sinks.set(name, spec);
+  }
+  const plan = { sinks, default: DEFAULT_ROUTE };
+  const route = raw.default ? auditRoute(raw.default, 'audit.default', plan, problems) : DEFAULT_ROUTE;
+  return Object.freeze({ sinks, default: route });
+}
+
+function auditRoute(raw: AuditRouteEntry, where: string, plan: Pick<AuditPlan, 'sinks'>, problems: string[]): AuditRoute {
+  for (const name of raw.sinks) {
+    if (!plan.sinks.has(name)) problems.push(`${where}.sinks: "${name}" is not a sink under audit.sinks (nor the built-in stdout)`);
+  }
+  return Object.freeze({ sinks: Object.freeze([...raw.sinks]), policy: raw.policy ?? 'bestEffort' });
+}
+
+function buildSink(name: string, raw: SinkEntry, where: string, options: TenantsFileOptions, problems: string[]): SinkSpec | undefined {
+  const before = problems.length;
+  if (!new RegExp(SINK_NAME_PATTERN).test(name)) problems.push(`${where}: sink names are 1-63 characters of lowercase letters, digits and -`);
+  for (const block of ['http', 'syslog'] as const) {
+    if (block !== raw.type && raw[block] !== undefined) problems.push(`${where}.${block}: type is ${raw.type}, so a ${block} block does not belong here`);
+  }
+  if (name === 'stdout' && raw.type !== 'stdout') problems.push(`${where}.type: the name stdout is reserved for the stdout sink`);
+  const ms = (text: string | undefined, fallback: number, field: string, min = 0): number => {
+    if (text === undefined) return fallback;
+    const value = parseDuration(text);
+    if (value === undefined || value < min || value > 3_600_000) {
+      problems.push(`${where}.${field}: must be a duration from ${min}ms to 1h (got "${text}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const q = raw.queue ?? {};
+  const queue = Object.freeze({
+    size: q.size ?? DEFAULT_QUEUE.size,
+    batchSize: q.batchSize ?? DEFAULT_QUEUE.batchSize,
+    lingerMs: ms(q.linger, DEFAULT_QUEUE.lingerMs, 'queue.linger'),
+    minBackoffMs: ms(q.minBackoff, DEFAULT_QUEUE.minBackoffMs, 'queue.minBackoff', 1),
+    maxBackoffMs: ms(q.maxBackoff, DEFAULT_QUEUE.maxBackoffMs, 'queue.maxBackoff', 1),
+  });
+  if (queue.minBackoffMs > queue.maxBackoffMs) problems.push(`${where}.queue: minBackoff must not be longer than maxBackoff`);
+  const path = (p: string): string => (isAbsolute(p) ? p : resolve(options.baseDir, p));
+  let spec: SinkSpec | undefined;
+  switch (raw.type) {
+    case 'stdout':
+      spec = { name, type: 'stdout', queue, fingerprint: '' };
+      break;
+    case 'http': {
+      if (!raw.http) {
+        problems.push(`${where}.http: required when type is http`);
+        return undefined;
+      }
+      const { timeout, format, caFile, token, url } = raw.http;
+      let parsed: URL | undefined;
+      try {
+        parsed = new URL(url);
+      } catch {
+        problems.push(`${where}.http.url: not a valid URL`);
+      }
+      if (parsed && (parsed.username !== '' || parsed.password !== '')) problems.push(`${where}.http.url: must not carry credentials; use token (a secret reference)`);
+      if (parsed?.protocol === 'http:' && token !== undefined && !isLoopback(parsed.hostname)) {
+        problems.push(`${where}.http.url: a token is only sent over https (plain http is allowed to loopback addresses only)`);
+      }
+      const http = Object.freeze({
+        url,
+        format: format ?? 'json',
+        timeoutMs: ms(timeout, HTTP_TIMEOUT_MS, 'http.timeout', 10),
+        ...(token ? { token: Object.freeze('file' in token ? { file: path(token.file) } : token) } : {}),
+        ...(caFile ? { caFile: path(caFile) } : {}),
+      });
+      spec = { name, type: 'http', queue, http, fingerprint: '' };
+      break;
+    }
+    case 'syslog': {
+      if (!raw.syslog) {
+        problems.push(`${where}.syslog: required when type is syslog`);
+        return undefined;
+      }
+      const { timeout, facility, appName, tls, ...rest } = raw.syslog;
+      const syslog = Object.freeze({
+        ...rest,
+        facility: facility ?? 'authpriv',
+        appName: appName ?? 'keyward',
+        timeoutMs: ms(timeout, SYSLOG_TIMEOUT_MS, 'syslog.timeout', 10),
+        ...(tls ? { tls: Object.freeze({ ...tls, ...(tls.caFile ? { caFile: path(tls.caFile) } : {}) }) } : {}),
+      });
+      spec = { name, type: 'syslog', queue, syslog, fingerprint: '' };
+      break;
+    }
+  }
+  if (problems.length > before) return undefined;
+  return Object.freeze({ ...spec, fingerprint: fingerprint(spec) });
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(hostname);
 }
 
 function buildSecrets(

@@ -16,7 +16,8 @@ import type { Logger } from 'pino';
 import { Errors, KeywardError, isKeywardError } from '../errors.js';
 import { secretAad } from '../envelope/aad.js';
 import { edekEntry, edekToBase64 } from '../envelope/edek.js';
-import { kmsErrorToKeyward, type RequestMetadata } from '../envelope/keys.js';
+import { auditKms, kmsErrorToKeyward, type AuditRecorder, type RequestMetadata } from '../envelope/keys.js';
+import { auditCaller, type AuditRecord } from '../audit/event.js';
 import type { KmsDriver } from '../kms/driver.js';
 import { KmsError, isKmsError } from '../kms/errors.js';
 import type { LeaseManager } from '../leasing/manager.js';
@@ -133,13 +134,48 @@ export interface DeriveResult {
 export class DerivationService {
   readonly #source: { readonly directory: TenantDirectory };
   readonly #secrets: Pick<LeaseManager, 'leaseFor'>;
+  readonly #audit: AuditRecorder;
 
-  constructor(options: { source: { readonly directory: TenantDirectory }; secrets: Pick<LeaseManager, 'leaseFor'> }) {
+  constructor(options: { source: { readonly directory: TenantDirectory }; secrets: Pick<LeaseManager, 'leaseFor'>; audit: AuditRecorder }) {
     this.#source = options.source;
     this.#secrets = options.secrets;
+    this.#audit = options.audit;
   }
 
-  async derive(tenantId: string, request: DeriveRequest, _meta: RequestMetadata): Promise<DeriveResult> {
+  /**
+   * One audit event per request: a failure event when it fails; a success event once the
+   * secrets are unwrapped and before anything is derived, so a tenant whose audit policy
+   * is `required` gets AUDIT_UNAVAILABLE rather than unaudited keys.
+   */
+  async derive(tenantId: string, request: DeriveRequest, meta: RequestMetadata): Promise<DeriveResult> {
+    const used: { config?: KmsConfig; secretIds: number[] } = { secretIds: [] };
+    let audited = false;
+    const record = (failure?: KeywardError): AuditRecord => ({
+      tenantId,
+      operation: 'derive',
+      outcome: failure ? 'failure' : 'success',
+      ...(failure ? { error: { code: failure.code, name: failure.spec.name, message: failure.message } } : {}),
+      ...(used.config ? { kms: auditKms(used.config, 'direct') } : {}),
+      derive: {
+        secretType: String(request.secretType).slice(0, 64),
+        derivationType: String(request.derivationType).slice(0, 64),
+        secretIds: used.secretIds,
+        derivations: Object.values(request.paths).reduce((n, paths) => n + paths.length, 0),
+      },
+      caller: auditCaller(meta),
+    });
+    try {
+      return await this.#derive(tenantId, request, used, () => {
+        audited = true;
+        this.#audit.record([record()], { mustQueue: true });
+      });
+    } catch (err) {
+      if (!audited && isKeywardError(err)) this.#audit.record([record(err)], { mustQueue: false });
+      throw err;
+    }
+  }
+
+  async #derive(tenantId: string, request: DeriveRequest, used: { config?: KmsConfig; secretIds: number[] }, audit: () => void): Promise<DeriveResult> {
     const tenant = this.#source.directory.tenant(tenantId);
     if (!tenant) {
       throw new KeywardError(Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, `No configurations available for the provided tenant ${tenantId}`);
@@ -159,7 +195,12 @@ export class DerivationService {
     }
     const unwrapped: Array<{ secret: DerivationSecret; key: Buffer; release: () => void }> = [];
     try {
-      for (const secret of live) unwrapped.push({ secret, ...(await this.#secret(tenantId, secret)) });
+      for (const secret of live) {
+        used.secretIds.push(secret.id);
+        if (secret.state === 'current' || !used.config) used.config = tenant.configs.find((c) => c.id === secret.kmsConfigId);
+        unwrapped.push({ secret, ...(await this.#secret(tenantId, secret)) });
+      }
+      audit();
       const derivedKeys: Record<string, Record<string, DerivedKey[]>> = {};
       for (const [secretPath, derivationPaths] of Object.entries(request.paths)) {
         const byPath: Record<string, DerivedKey[]> = {};

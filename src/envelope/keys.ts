@@ -15,22 +15,11 @@ import { isLeased, type Lease, type LeaseManager } from '../leasing/manager.js';
 import { openDek, sealDek } from '../leasing/seal.js';
 import { edekAad, leasedDekAad } from './aad.js';
 import { mapLimit } from './concurrency.js';
+import { auditCaller, type AuditKms, type AuditOperation, type AuditRecord } from '../audit/event.js';
 import { EdekFormatError, edekEntry, edekFromBase64, edekToBase64, type EncryptedDek } from './edek.js';
 
 export const DEK_BYTES = 32;
 const BATCH_CONCURRENCY = 8;
-
-/** The caller's metadata as audit record fields. */
-export function auditMetadata(meta: RequestMetadata): Record<string, unknown> {
-  return {
-    requestingId: meta.requestingId,
-    dataLabel: meta.dataLabel,
-    sourceIp: meta.sourceIp,
-    objectId: meta.objectId,
-    requestId: meta.requestId,
-    custom: meta.custom,
-  };
-}
 
 /** Who asks, and why: carried into logs now and audit events later. */
 export interface RequestMetadata {
@@ -55,6 +44,20 @@ export interface GeneratedKey {
   readonly edek: string;
 }
 
+/** Where audit records go (the AuditLog); `mustQueue` may refuse the operation (AUDIT_UNAVAILABLE). */
+export interface AuditRecorder {
+  record(records: readonly AuditRecord[], options: { mustQueue: boolean }): void;
+}
+
+/** What an operation touched, noted as it runs, for its audit record. */
+interface Trace {
+  config?: KmsConfig;
+  mode?: 'direct' | 'leased';
+  leasedKeyId?: number;
+}
+
+type AuditExtras = Pick<AuditRecord, 'batch' | 'rekey'>;
+
 export interface ItemFailure {
   readonly code: number;
   readonly message: string;
@@ -68,31 +71,84 @@ export interface BatchResult<T> {
 export class KeyService {
   readonly #source: KeySource;
   readonly #logger: Logger;
-  /** Audit records of leased operations: the tenant's KMS does not see those, so Keyward records them. */
-  readonly #audit: Logger;
+  /** Every operation is audited here; for leased ones this is the tenant's only record. */
+  readonly #audit: AuditRecorder;
 
-  constructor(options: { source: KeySource; logger: Logger }) {
+  constructor(options: { source: KeySource; logger: Logger; audit: AuditRecorder }) {
     this.#source = options.source;
     this.#logger = options.logger;
-    this.#audit = options.logger.child({ stream: 'audit' });
+    this.#audit = options.audit;
   }
 
   async generate(tenantId: string, meta: RequestMetadata): Promise<GeneratedKey> {
-    const { tenant, primary } = this.#primaryOf(tenantId);
-    return this.#generateUnder(tenant, primary, meta);
+    return this.#audited('generate', tenantId, meta, {}, wipeGenerated, (trace) => {
+      const { tenant, primary } = this.#primaryOf(tenantId);
+      return this.#generateUnder(tenant, primary, meta, trace);
+    });
   }
 
   /** Wraps a caller-supplied DEK. The caller keeps ownership of `dek`. */
   async wrap(tenantId: string, dek: Buffer, meta: RequestMetadata): Promise<string> {
-    requireDek(dek);
-    const { tenant, primary } = this.#primaryOf(tenantId);
-    return this.#wrapUnder(tenant, primary, dek, meta);
+    return this.#audited('wrap', tenantId, meta, {}, noWipe, (trace) => {
+      requireDek(dek);
+      const { tenant, primary } = this.#primaryOf(tenantId);
+      return this.#wrapUnder(tenant, primary, dek, meta, trace);
+    });
   }
 
   /** Unwraps an EDEK of `tenantId`; the returned DEK is the caller's to wipe. */
   async unwrap(tenantId: string, edek: string, meta: RequestMetadata): Promise<Buffer> {
+    return this.#audited('unwrap', tenantId, meta, {}, wipeBuffer, (trace) => this.#unwrapOne(tenantId, edek, meta, trace));
+  }
+
+  async #unwrapOne(tenantId: string, edek: string, meta: RequestMetadata, trace: Trace): Promise<Buffer> {
     const tenant = this.#tenant(tenantId);
-    return this.#unwrapEntries(tenant, parseEdek(edek), meta);
+    return this.#unwrapEntries(tenant, parseEdek(edek), meta, trace);
+  }
+
+  /**
+   * Runs one operation and records its audit event: a failure event when it throws; a
+   * success event otherwise, which — for a tenant whose policy is `required` — must be
+   * queued or the result is wiped and the operation refused.
+   */
+  async #audited<T>(
+    operation: AuditOperation,
+    tenantId: string,
+    meta: RequestMetadata,
+    extras: AuditExtras,
+    wipe: (value: T) => void,
+    run: (trace: Trace) => Promise<T>,
+    options: { successEvent?: boolean } = {},
+  ): Promise<T> {
+    const trace: Trace = {};
+    let value: T;
+    try {
+      value = await run(trace);
+    } catch (err) {
+      const failure = isKeywardError(err) ? err : this.#unexpected(err);
+      this.#audit.record([this.#record(operation, tenantId, meta, extras, trace, failure)], { mustQueue: false });
+      throw failure;
+    }
+    if (options.successEvent === false) return value;
+    try {
+      this.#audit.record([this.#record(operation, tenantId, meta, extras, trace)], { mustQueue: true });
+    } catch (err) {
+      wipe(value);
+      throw err;
+    }
+    return value;
+  }
+
+  #record(operation: AuditOperation, tenantId: string, meta: RequestMetadata, extras: AuditExtras, trace: Trace, failure?: KeywardError): AuditRecord {
+    return {
+      tenantId,
+      operation,
+      outcome: failure ? 'failure' : 'success',
+      ...(failure ? { error: { code: failure.code, name: failure.spec.name, message: failure.message } } : {}),
+      ...(trace.config ? { kms: auditKms(trace.config, trace.mode ?? 'direct', trace.leasedKeyId) } : {}),
+      ...extras,
+      caller: auditCaller(meta),
+    };
   }
 
   /** Unwraps under `tenantId`, wraps under the primary config of `newTenantId` (or the same tenant). */
@@ -108,10 +164,18 @@ export class KeyService {
    * The DEK is the caller's to wipe.
    */
   async rekey(tenantId: string, edek: string, newTenantId: string, meta: RequestMetadata): Promise<GeneratedKey> {
-    const target = this.#primaryOf(newTenantId);
-    const dek = await this.unwrap(tenantId, edek, meta);
+    const rekey = { fromTenantId: tenantId, toTenantId: newTenantId };
+    let target: { tenant: Tenant; primary: KmsConfig } | undefined;
+    const dek = await this.#audited('rekey', tenantId, meta, { rekey: { role: 'source', ...rekey } }, wipeBuffer, (trace) => {
+      target = this.#primaryOf(newTenantId);
+      return this.#unwrapOne(tenantId, edek, meta, trace);
+    });
+    const { tenant, primary } = target!;
     try {
-      return { dek, edek: await this.#wrapUnder(target.tenant, target.primary, dek, meta) };
+      const moved = await this.#audited('rekey', newTenantId, meta, { rekey: { role: 'target', ...rekey } }, noWipe, (trace) =>
+        this.#wrapUnder(tenant, primary, dek, meta, trace),
+      );
+      return { dek, edek: moved };
     } catch (err) {
       dek.fill(0);
       throw err;
@@ -120,13 +184,19 @@ export class KeyService {
 
   /** Whole-request errors (unknown tenant, no primary) throw; per-item failures are collected. */
   async batchGenerate(tenantId: string, ids: readonly string[], meta: RequestMetadata): Promise<BatchResult<GeneratedKey>> {
-    const { tenant, primary } = this.#primaryOf(tenantId);
-    return this.#batch(ids, (_id) => this.#generateUnder(tenant, primary, meta));
+    const size = ids.length;
+    const { tenant, primary } = await this.#audited('generate', tenantId, meta, { batch: { size } }, noWipe, async () => this.#primaryOf(tenantId), { successEvent: false });
+    return this.#batch(ids, (itemId) =>
+      this.#audited('generate', tenantId, meta, { batch: { itemId, size } }, wipeGenerated, (trace) => this.#generateUnder(tenant, primary, meta, trace)),
+    );
   }
 
   async batchUnwrap(tenantId: string, edeks: ReadonlyMap<string, string>, meta: RequestMetadata): Promise<BatchResult<Buffer>> {
-    const tenant = this.#tenant(tenantId);
-    return this.#batch([...edeks.keys()], (id) => this.#unwrapEntries(tenant, parseEdek(edeks.get(id)!), meta));
+    const size = edeks.size;
+    const tenant = await this.#audited('unwrap', tenantId, meta, { batch: { size } }, noWipe, async () => this.#tenant(tenantId), { successEvent: false });
+    return this.#batch([...edeks.keys()], (itemId) =>
+      this.#audited('unwrap', tenantId, meta, { batch: { itemId, size } }, wipeBuffer, (trace) => this.#unwrapEntries(tenant, parseEdek(edeks.get(itemId)!), meta, trace)),
+    );
   }
 
   async #batch<T>(ids: readonly string[], run: (id: string) => Promise<T>): Promise<BatchResult<T>> {
@@ -143,18 +213,21 @@ export class KeyService {
     return { keys, failures };
   }
 
-  async #generateUnder(tenant: Tenant, config: KmsConfig, meta: RequestMetadata): Promise<GeneratedKey> {
+  async #generateUnder(tenant: Tenant, config: KmsConfig, meta: RequestMetadata, trace: Trace): Promise<GeneratedKey> {
     const dek = randomFillSync(Buffer.alloc(DEK_BYTES));
     try {
-      return { dek, edek: await this.#wrapUnder(tenant, config, dek, meta) };
+      return { dek, edek: await this.#wrapUnder(tenant, config, dek, meta, trace) };
     } catch (err) {
       dek.fill(0);
       throw err;
     }
   }
 
-  async #wrapUnder(tenant: Tenant, config: KmsConfig, dek: Buffer, meta: RequestMetadata): Promise<string> {
-    if (isLeased(config)) return this.#wrapLeased(tenant, config, dek, meta);
+  async #wrapUnder(tenant: Tenant, config: KmsConfig, dek: Buffer, meta: RequestMetadata, trace: Trace): Promise<string> {
+    trace.config = config;
+    trace.mode = isLeased(config) ? 'leased' : 'direct';
+    trace.leasedKeyId = undefined;
+    if (isLeased(config)) return this.#wrapLeased(tenant, config, dek, meta, trace);
     let blob: Buffer;
     try {
       const driver = await this.#source.pool.driverFor(config);
@@ -166,20 +239,18 @@ export class KeyService {
   }
 
   /** Seals the DEK locally under the config's current lease; the EDEK carries the lease's ELEK. */
-  async #wrapLeased(tenant: Tenant, config: KmsConfig & { leasing: NonNullable<KmsConfig['leasing']> }, dek: Buffer, meta: RequestMetadata): Promise<string> {
+  async #wrapLeased(tenant: Tenant, config: KmsConfig & { leasing: NonNullable<KmsConfig['leasing']> }, dek: Buffer, meta: RequestMetadata, trace: Trace): Promise<string> {
     for (let attempt = 0; attempt < 2; attempt++) {
       let lease: Lease;
       try {
         lease = await this.#source.leases.currentLease(config);
       } catch (err) {
-        const failure = this.#kmsFailure(err, config, 'wrap', meta);
-        this.#auditLeased('wrap', config, undefined, meta, failure);
-        throw failure;
+        throw this.#kmsFailure(err, config, 'wrap', meta);
       }
       // A reload or the sweeper may have wiped the lease between its look-up and now.
       if (lease.wiped) continue;
       const sealed = sealDek(lease.key, dek, leasedDekAad(tenant.id, config.id, lease.leaseId));
-      this.#auditLeased('wrap', config, lease.leaseId, meta);
+      trace.leasedKeyId = lease.leaseId;
       return edekToBase64([
         edekEntry({
           encryptedDekData: sealed.data,
@@ -195,37 +266,19 @@ export class KeyService {
   }
 
   /** Opens a leased entry under its lease (from memory, or recovered through the KMS). */
-  async #unwrapLeased(tenant: Tenant, config: KmsConfig, entry: EncryptedDek, meta: RequestMetadata): Promise<Buffer> {
+  async #unwrapLeased(tenant: Tenant, config: KmsConfig, entry: EncryptedDek): Promise<Buffer> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const lease = await this.#source.leases.leaseFor(config, entry.leasedKeyId, entry.encryptedLeasedKeyData);
       if (lease.wiped) continue;
       const dek = openDek(lease.key, entry.leasedKeyIv, entry.encryptedDekData, leasedDekAad(tenant.id, config.id, entry.leasedKeyId));
       if (lease.transient) lease.key.fill(0);
       if (!dek) throw new KmsError('bad_ciphertext', 'the leased EDEK does not authenticate under its lease key');
-      this.#auditLeased('unwrap', config, entry.leasedKeyId, meta);
       return dek;
     }
     throw new KmsError('unreachable', 'the lease key was wiped while in use; retry');
   }
 
-  #auditLeased(operation: 'wrap' | 'unwrap', config: KmsConfig, leasedKeyId: number | undefined, meta: RequestMetadata, failure?: KeywardError): void {
-    this.#audit.info(
-      {
-        event: `key.${operation}`,
-        mode: 'leased',
-        outcome: failure ? 'failure' : 'success',
-        code: failure?.code,
-        tenantId: config.tenantId,
-        kmsConfigId: config.id,
-        provider: config.provider,
-        leasedKeyId,
-        ...auditMetadata(meta),
-      },
-      'audit',
-    );
-  }
-
-  async #unwrapEntries(tenant: Tenant, entries: readonly EncryptedDek[], meta: RequestMetadata): Promise<Buffer> {
+  async #unwrapEntries(tenant: Tenant, entries: readonly EncryptedDek[], meta: RequestMetadata, trace: Trace): Promise<Buffer> {
     const own = entries.filter((entry) => entry.tenantId === tenant.id);
     if (own.length === 0) {
       throw new KeywardError(Errors.INVALID_PROVIDED_EDEK, `the EDEK is not assigned to tenant ${tenant.id}`);
@@ -248,19 +301,25 @@ export class KeyService {
       }
     }
     usable.sort((a, b) => Number(b.config.status === 'primary') - Number(a.config.status === 'primary'));
-    let firstFailure: KeywardError | undefined;
+    let firstFailure: { failure: KeywardError; trace: Trace } | undefined;
     for (const { entry, config } of usable) {
+      trace.config = config;
+      trace.mode = entry.leasedKeyId === 0 ? 'direct' : 'leased';
+      trace.leasedKeyId = entry.leasedKeyId;
       try {
-        if (entry.leasedKeyId !== 0) return await this.#unwrapLeased(tenant, config, entry, meta);
+        if (entry.leasedKeyId !== 0) return await this.#unwrapLeased(tenant, config, entry);
         const driver = await this.#source.pool.driverFor(config);
         return await driver.unwrap(entry.encryptedDekData, edekAad(tenant.id, config.id));
       } catch (err) {
-        const failure = this.#kmsFailure(err, config, 'unwrap', meta);
-        if (entry.leasedKeyId !== 0) this.#auditLeased('unwrap', config, entry.leasedKeyId, meta, failure);
-        firstFailure ??= failure;
+        firstFailure ??= { failure: this.#kmsFailure(err, config, 'unwrap', meta), trace: { ...trace } };
       }
     }
-    throw firstFailure ?? refusal ?? new KeywardError(Errors.INVALID_PROVIDED_EDEK, 'the EDEK holds no usable key');
+    if (firstFailure) {
+      // The record names the config whose failure is reported.
+      Object.assign(trace, firstFailure.trace);
+      throw firstFailure.failure;
+    }
+    throw refusal ?? new KeywardError(Errors.INVALID_PROVIDED_EDEK, 'the EDEK holds no usable key');
   }
 
   #tenant(tenantId: string): Tenant {
@@ -306,6 +365,19 @@ export class KeyService {
     return new KeywardError(Errors.UNKNOWN_ERROR, 'unexpected error; the Keyward log has the details', { cause: err });
   }
 }
+
+/** The audit view of a config; a leased key id only once a lease served (a failed lease request has none). */
+export function auditKms(config: Pick<KmsConfig, 'id' | 'provider'>, mode: 'direct' | 'leased', leasedKeyId?: number): AuditKms {
+  return { configId: config.id, provider: config.provider, mode, ...(leasedKeyId ? { leasedKeyId } : {}) };
+}
+
+const noWipe = (): void => undefined;
+const wipeBuffer = (dek: Buffer): void => {
+  dek.fill(0);
+};
+const wipeGenerated = (key: GeneratedKey): void => {
+  key.dek.fill(0);
+};
 
 /** The failure class decides the code; the driver's own message (safe by construction) explains. */
 export function kmsErrorToKeyward(err: KmsError, config: Pick<KmsConfig, 'id' | 'provider'>, operation: 'wrap' | 'unwrap'): KeywardError {

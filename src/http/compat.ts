@@ -14,8 +14,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { SecurityEvents } from '../audit/security-events.js';
 import type { DerivationService } from '../derivation/derive.js';
 import { KMS_ERRORS, UNWRAP_ERRORS, WRAP_ERRORS } from './route-errors.js';
-import { Errors, KeywardError } from '../errors.js';
-import type { KeyService, RequestMetadata } from '../envelope/keys.js';
+import { Errors, KeywardError, isKeywardError } from '../errors.js';
+import type { ItemFailure, KeyService, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
 import { Edek, TenantId } from './schemas.js';
 import type { RouteSpec } from './v1.js';
@@ -126,7 +126,7 @@ export const COMPAT_ROUTES: readonly RouteSpec[] = [
     description: "Creates a DEK and wraps it under the tenant's primary KMS config. Same as POST /v1/keys/generate.",
     body: DocumentWrapBody,
     response: WrapResponse,
-    errors: WRAP_ERRORS,
+    errors: [...WRAP_ERRORS, Errors.AUDIT_UNAVAILABLE_SDK],
   },
   {
     method: 'POST',
@@ -146,7 +146,7 @@ export const COMPAT_ROUTES: readonly RouteSpec[] = [
     description: 'Same as POST /v1/keys/unwrap.',
     body: DocumentUnwrapBody,
     response: UnwrapResponse,
-    errors: UNWRAP_ERRORS,
+    errors: [...UNWRAP_ERRORS, Errors.AUDIT_UNAVAILABLE_SDK],
   },
   {
     method: 'POST',
@@ -166,7 +166,7 @@ export const COMPAT_ROUTES: readonly RouteSpec[] = [
     description: 'Unwraps under tenantId and wraps the same DEK under the primary config of newTenantId (may be the same tenant). Answers both `dek` and `edek`.',
     body: DocumentRekeyBody,
     response: WrapResponse,
-    errors: [...new Set([...UNWRAP_ERRORS, ...WRAP_ERRORS])],
+    errors: [...new Set([...UNWRAP_ERRORS, ...WRAP_ERRORS]), Errors.AUDIT_UNAVAILABLE_SDK],
   },
   {
     method: 'POST',
@@ -177,7 +177,7 @@ export const COMPAT_ROUTES: readonly RouteSpec[] = [
       "One key per secret path, derivation path and live secret (current and in-rotation, exactly one current), from the tenant's derivation secrets (docs/derivation.md). Succeeds without a primary config, with hasPrimaryConfig false.",
     body: DeriveBody,
     response: DeriveResponse,
-    errors: [Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.KMS_CONFIGURATION_DISABLED, ...KMS_ERRORS],
+    errors: [Errors.UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS, Errors.KMS_CONFIGURATION_DISABLED, ...KMS_ERRORS, Errors.AUDIT_UNAVAILABLE_SDK],
   },
   {
     method: 'POST',
@@ -187,7 +187,7 @@ export const COMPAT_ROUTES: readonly RouteSpec[] = [
     description: 'Validated by name family (ADMIN_, USER_, DATA_, PERIODIC_, CUSTOM_), accepted for unknown tenants, written to the audit stream. Answers the literal body `null`.',
     body: SecurityEventBody,
     response: Type.Null({ description: 'The literal JSON `null`.' }),
-    errors: [Errors.SECURITY_EVENT_REJECTED],
+    errors: [Errors.SECURITY_EVENT_REJECTED, Errors.AUDIT_UNAVAILABLE_SDK],
   },
   {
     method: 'POST',
@@ -267,7 +267,7 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
       const result = await keys.batchGenerate(body.tenantId, body.documentIds, meta(body));
       const out: Record<string, { dek: string; edek: string }> = {};
       for (const [id, key] of result.keys) out[id] = { dek: dekOut(key.dek), edek: key.edek };
-      return { keys: out, failures: Object.fromEntries(result.failures) };
+      return { keys: out, failures: sdkFailures(result.failures) };
     },
     compatDocumentUnwrap: async (request) => {
       const body = request.body as CompatMetadata & { encryptedDocumentKey: string };
@@ -280,7 +280,7 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
       const result = await keys.batchUnwrap(body.tenantId, new Map(entries), meta(body));
       const out: Record<string, { dek: string }> = {};
       for (const [id, dek] of result.keys) out[id] = { dek: dekOut(dek) };
-      return { keys: out, failures: Object.fromEntries(result.failures) };
+      return { keys: out, failures: sdkFailures(result.failures) };
     },
     compatDocumentRekey: async (request) => {
       const body = request.body as CompatMetadata & { encryptedDocumentKey: string; newTenantId: string };
@@ -309,12 +309,30 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
   };
 }
 
+/** Codes the published SDKs cannot represent, as they can: see AUDIT_UNAVAILABLE_SDK. */
+function sdkError(error: KeywardError): KeywardError {
+  return error.spec === Errors.AUDIT_UNAVAILABLE ? new KeywardError(Errors.AUDIT_UNAVAILABLE_SDK, error.message, { cause: error }) : error;
+}
+
+function sdkFailures(failures: ReadonlyMap<string, ItemFailure>): Record<string, ItemFailure> {
+  const out: Record<string, ItemFailure> = {};
+  for (const [id, failure] of failures) out[id] = failure.code === Errors.AUDIT_UNAVAILABLE.code ? { ...failure, code: Errors.AUDIT_UNAVAILABLE_SDK.code } : failure;
+  return out;
+}
+
 /** Registers the /api/1 routes; the caller's scope supplies the API-key check. */
 export function registerCompat(app: FastifyInstance, options: CompatOptions): void {
   const table = handlers(options);
   for (const route of COMPAT_ROUTES) {
     const handler = table[route.operationId];
     if (!handler) throw new Error(`no handler for ${route.operationId}`);
-    app.route({ method: route.method, url: route.url, schema: { body: route.body, response: { 200: route.response } }, handler });
+    const translated: Handler = async (request) => {
+      try {
+        return await handler(request);
+      } catch (err) {
+        throw isKeywardError(err) ? sdkError(err) : err;
+      }
+    };
+    app.route({ method: route.method, url: route.url, schema: { body: route.body, response: { 200: route.response } }, handler: translated });
   }
 }

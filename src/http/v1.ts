@@ -48,7 +48,7 @@ export const V1_ROUTES: readonly RouteSpec[] = [
     description: "Creates a random 32-byte DEK and wraps it under the tenant's primary KMS config. Returns both; store the EDEK, use and forget the DEK.",
     body: GenerateBody,
     response: GenerateResponse,
-    errors: WRAP_ERRORS,
+    errors: [...WRAP_ERRORS, Errors.AUDIT_UNAVAILABLE],
   },
   {
     method: 'POST',
@@ -58,7 +58,7 @@ export const V1_ROUTES: readonly RouteSpec[] = [
     description: "Wraps the given 32-byte DEK under the tenant's primary KMS config.",
     body: WrapBody,
     response: WrapResponse,
-    errors: WRAP_ERRORS,
+    errors: [...WRAP_ERRORS, Errors.AUDIT_UNAVAILABLE],
   },
   {
     method: 'POST',
@@ -68,7 +68,7 @@ export const V1_ROUTES: readonly RouteSpec[] = [
     description: "Returns the DEK inside one of the tenant's EDEKs. An EDEK of another tenant, or a tampered one, is refused with 203.",
     body: UnwrapBody,
     response: UnwrapResponse,
-    errors: UNWRAP_ERRORS,
+    errors: [...UNWRAP_ERRORS, Errors.AUDIT_UNAVAILABLE],
   },
   {
     method: 'POST',
@@ -79,7 +79,7 @@ export const V1_ROUTES: readonly RouteSpec[] = [
       "Unwraps an EDEK of tenantId and wraps the same DEK under the primary KMS config of newTenantId (or of tenantId, to move data onto the current primary config). The DEK never leaves Keyward.",
     body: RewrapBody,
     response: RewrapResponse,
-    errors: [...new Set([...UNWRAP_ERRORS, ...WRAP_ERRORS])],
+    errors: [...new Set([...UNWRAP_ERRORS, ...WRAP_ERRORS]), Errors.AUDIT_UNAVAILABLE],
   },
   {
     method: 'POST',

@@ -25,7 +25,7 @@ import { lekAad } from '../envelope/aad.js';
 import { EdekFormatError, decodeEdeks, edekEntry, encodeEdeks } from '../envelope/edek.js';
 import type { KmsDriver } from '../kms/driver.js';
 import { KmsError, isKmsError, type KmsFailureKind } from '../kms/errors.js';
-import type { Metrics } from '../metrics.js';
+import type { LeaseCounts, Metrics } from '../metrics.js';
 import type { KmsConfig, LeasePolicy, TenantDirectory } from '../tenants/directory.js';
 
 export interface Clock {
@@ -449,11 +449,21 @@ export class LeaseManager {
     return Math.round(policy.refreshIntervalMs * (0.9 + 0.2 * this.#random()));
   }
 
-  #counts(): Record<LeaseState, number> {
+  #counts(): LeaseCounts {
     const counts = { fresh: 0, stale: 0 };
+    const staleWipeInSeconds = new Map<string, number>();
+    const now = this.#clock.now();
     for (const group of this.#groups.values()) {
-      for (const entry of group.leases.values()) counts[entry.lastError === undefined ? 'fresh' : 'stale'] += 1;
+      for (const entry of group.leases.values()) {
+        const state: LeaseState = entry.lastError === undefined ? 'fresh' : 'stale';
+        counts[state] += 1;
+        if (state === 'stale') {
+          const left = Math.max(0, (entry.lastVerified + group.policy.maxOutageMs - now) / 1000);
+          const provider = group.config.provider;
+          staleWipeInSeconds.set(provider, Math.min(left, staleWipeInSeconds.get(provider) ?? Infinity));
+        }
+      }
     }
-    return counts;
+    return { ...counts, staleWipeInSeconds };
   }
 }

@@ -2,6 +2,7 @@
  * An immutable snapshot of tenants and their KMS configs, as validated from the
  * tenants file. A reload builds a new snapshot; nothing mutates one in place.
  */
+import { DEFAULT_QUEUE, DEFAULT_ROUTE, type AuditPlan, type AuditRoute } from '../audit/plan.js';
 import type { AwsSettings, AzureSettings, GcpSettings, KmsConfigStatus, LocalSettings, Pkcs11Settings } from '../config/schema.js';
 
 export interface LeasePolicy {
@@ -68,13 +69,23 @@ export interface Tenant {
   readonly configs: readonly KmsConfig[];
   readonly primary: KmsConfig | undefined;
   readonly secrets: readonly DerivationSecret[];
+  /** Where this tenant's audit events go; undefined → the plan's default route. */
+  readonly audit?: AuditRoute | undefined;
 }
+
+/** Only the built-in stdout sink, to every tenant, best effort: what a file without `audit` means. */
+export const DEFAULT_AUDIT_PLAN: AuditPlan = Object.freeze({
+  sinks: new Map([['stdout', Object.freeze({ name: 'stdout', type: 'stdout', queue: DEFAULT_QUEUE, fingerprint: 'stdout' } as const)]]),
+  default: DEFAULT_ROUTE,
+});
 
 export class TenantDirectory {
   readonly #tenants: ReadonlyMap<string, Tenant>;
   readonly #configs: ReadonlyMap<number, KmsConfig>;
+  readonly audit: AuditPlan;
 
-  constructor(tenants: readonly Tenant[]) {
+  constructor(tenants: readonly Tenant[], audit: AuditPlan = DEFAULT_AUDIT_PLAN) {
+    this.audit = audit;
     this.#tenants = new Map(tenants.map((t) => [t.id, t]));
     this.#configs = new Map(tenants.flatMap((t) => t.configs.map((c) => [c.id, c] as const)));
   }
@@ -85,6 +96,11 @@ export class TenantDirectory {
 
   config(id: number): KmsConfig | undefined {
     return this.#configs.get(id);
+  }
+
+  /** The audit route of a tenant; unknown tenants get the default route. */
+  auditRoute(tenantId: string): AuditRoute {
+    return this.#tenants.get(tenantId)?.audit ?? this.audit.default;
   }
 
   get tenantCount(): number {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
+import type { AuditEvent } from '../../src/audit/event.js';
 import { buildApp, type Apps } from '../../src/app.js';
 import { digestApiKey } from '../../src/config/env.js';
 import { createLogger } from '../../src/logger.js';
@@ -41,6 +42,8 @@ export interface TestApp extends Apps {
   readonly runtime: KeywardRuntime;
   readonly metrics: Metrics;
   readonly logs: string[];
+  /** Audit events the stdout sink wrote, parsed, in order. */
+  readonly audit: AuditEvent[];
   /** Rewrites the tenants file and reloads it. */
   rewrite(yaml: string): Promise<void>;
   close(): Promise<void>;
@@ -59,7 +62,14 @@ export async function startTestApp(options: { tenants?: string; batchLimit?: num
   });
   const logger = createLogger({ level: 'debug', destination });
   const metrics = createMetrics({ processMetrics: true });
-  const runtime = await KeywardRuntime.start({ configPath, kmsTimeoutMs: 5_000, env: options.env ?? {}, logger, metrics, retryInitMs: 50 });
+  const audit: AuditEvent[] = [];
+  const auditStdout = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') audit.push(JSON.parse(line) as AuditEvent);
+      callback();
+    },
+  });
+  const runtime = await KeywardRuntime.start({ configPath, kmsTimeoutMs: 5_000, env: options.env ?? {}, logger, metrics, retryInitMs: 50, auditStdout, replicaId: 'test-replica' });
   const apps = await buildApp({
     config: {
       apiKeyDigests: [digestApiKey(API_KEY), digestApiKey(API_KEY_2)],
@@ -78,6 +88,7 @@ export async function startTestApp(options: { tenants?: string; batchLimit?: num
     runtime,
     metrics,
     logs,
+    audit,
     async rewrite(yaml: string) {
       await writeFile(configPath, yaml);
       const outcome = await runtime.reload();

@@ -139,7 +139,8 @@ describe('tenant-security API /api/1', () => {
       assert.equal(res.body, 'null');
       assert.match(res.headers['content-type'] as string, /^application\/json/);
     }
-    const audit = app.logs.filter((l) => l.includes('"event":"security.event"')).join('\n');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const audit = app.audit.filter((e) => e.operation === 'security_event').map((e) => JSON.stringify(e)).join('\n');
     assert.match(audit, /"name":"USER_LOGIN"/);
     assert.match(audit, /"name":"DATA_EXPORT"/);
     assert.match(audit, /"tenantId":"not-configured"/);

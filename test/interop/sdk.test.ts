@@ -119,7 +119,18 @@ describe('tenant-security-nodejs 4.1.3 against a Keyward process: local, leased,
     await writeFile(
       configPath,
       `version: 1
+audit:
+  sinks:
+    # A SIEM that is down (nothing listens on port 1), with room for one event.
+    siem-down:
+      type: http
+      http: { url: 'http://127.0.0.1:1/events' }
+      queue: { size: 1, minBackoff: 1s, maxBackoff: 1s }
 tenants:
+  sdk-required:
+    audit: { sinks: [siem-down], policy: required }
+    kmsConfigs:
+      - { id: 6, status: primary, provider: local, local: { keyFile: keys/local.key } }
   sdk-local:
     kmsConfigs:
       - { id: 1, status: primary, provider: local, local: { keyFile: keys/local.key } }
@@ -338,6 +349,20 @@ tenants:
         assert.ok(text.includes(field), `audit record of ${event.getFlatEvent()} has ${field}: ${text}`);
       }
     }
+  });
+
+  it('a tenant whose audit policy is required, with its SIEM down: the SDK raises the 301-class exception with the reason, and gets no key', async () => {
+    // The first event fills the one-event queue; the next operation cannot be audited.
+    await client.encryptDocument(sampleDocument(), meta('sdk-required'));
+    const err = await rejectsWith(
+      client.encryptDocument(sampleDocument(), meta('sdk-required')),
+      TenantSecurityException,
+      TenantSecurityErrorCode.SECURITY_EVENT_REJECTED,
+      /cannot be queued.*requires every operation to be audited/,
+    );
+    assert.equal(err.httpResponseCode, 503);
+    // Other tenants are not held back.
+    await client.encryptDocument(sampleDocument(), meta('sdk-local'));
   });
 
   it('error codes arrive as the SDK exception types: 101, 200, 201, 203', async () => {

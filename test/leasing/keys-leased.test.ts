@@ -2,6 +2,7 @@
  * Leased mode through the real KeyService (no HTTP): a fake KMS driver, a real
  * LeaseManager with an injected clock, the real EDEK codec and seal.
  */
+import type { AuditRecord } from '../../src/audit/event.js';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -70,7 +71,7 @@ interface Setup {
   driver: FakeDriver;
   leases: LeaseManager;
   keys: KeyService;
-  records: () => Array<Record<string, unknown>>;
+  records: () => AuditRecord[];
   lines: string[];
   directory: TenantDirectory;
 }
@@ -95,13 +96,9 @@ function setup(driver = new FakeDriver(), directory = tenants()): Setup {
     random: () => 0.5,
   });
   leases.sync(directory);
-  const keys = new KeyService({ source: { directory, pool, leases }, logger });
-  const records = (): Array<Record<string, unknown>> =>
-    lines
-      .flatMap((l) => l.split('\n'))
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((r) => r.stream === 'audit');
+  const audited: AuditRecord[] = [];
+  const keys = new KeyService({ source: { directory, pool, leases }, logger, audit: { record: (r) => audited.push(...r) } });
+  const records = (): AuditRecord[] => audited;
   return { driver, leases, keys, records, lines, directory };
 }
 
@@ -245,27 +242,23 @@ describe('KeyService in leased mode', () => {
     assert.equal(audit.length, 3);
     const [wrap, unwrap, failed] = audit;
     assert.deepEqual(
-      { event: wrap?.event, mode: wrap?.mode, outcome: wrap?.outcome, tenantId: wrap?.tenantId, kmsConfigId: wrap?.kmsConfigId, leasedKeyId: wrap?.leasedKeyId },
-      { event: 'key.wrap', mode: 'leased', outcome: 'success', tenantId: 'acme', kmsConfigId: 1, leasedKeyId },
+      { operation: wrap?.operation, outcome: wrap?.outcome, tenantId: wrap?.tenantId, kms: wrap?.kms },
+      { operation: 'generate', outcome: 'success', tenantId: 'acme', kms: { configId: 1, provider: 'local', mode: 'leased', leasedKeyId } },
     );
-    assert.equal(wrap?.requestingId, 'billing-service');
-    assert.equal(wrap?.dataLabel, 'pii');
-    assert.equal(wrap?.objectId, 'invoice-7');
-    assert.equal(wrap?.requestId, 'req-1');
-    assert.equal(wrap?.sourceIp, '10.0.0.1');
-    assert.equal(wrap?.provider, 'local');
+    assert.deepEqual(wrap?.caller, { requestingId: 'billing-service', dataLabel: 'pii', objectId: 'invoice-7', requestId: 'req-1', sourceIp: '10.0.0.1' });
     assert.deepEqual(
-      { event: unwrap?.event, mode: unwrap?.mode, outcome: unwrap?.outcome, leasedKeyId: unwrap?.leasedKeyId, requestingId: unwrap?.requestingId, requestId: unwrap?.requestId },
-      { event: 'key.unwrap', mode: 'leased', outcome: 'success', leasedKeyId, requestingId: 'reader', requestId: 'req-2' },
+      { operation: unwrap?.operation, outcome: unwrap?.outcome, kms: unwrap?.kms, caller: unwrap?.caller },
+      { operation: 'unwrap', outcome: 'success', kms: { configId: 1, provider: 'local', mode: 'leased', leasedKeyId }, caller: { requestingId: 'reader', requestId: 'req-2' } },
     );
     assert.deepEqual(
-      { event: failed?.event, mode: failed?.mode, outcome: failed?.outcome, code: failed?.code, leasedKeyId: failed?.leasedKeyId, requestingId: failed?.requestingId },
-      { event: 'key.unwrap', mode: 'leased', outcome: 'failure', code: 203, leasedKeyId, requestingId: 'tamperer' },
+      { operation: failed?.operation, outcome: failed?.outcome, code: failed?.error?.code, kms: failed?.kms, requestingId: failed?.caller.requestingId },
+      { operation: 'unwrap', outcome: 'failure', code: 203, kms: { configId: 1, provider: 'local', mode: 'leased', leasedKeyId }, requestingId: 'tamperer' },
     );
 
     const all = lines.join('');
     for (const text of [dek.toString('base64'), dek.toString('hex'), dek.toString('base64url')]) assert.ok(!all.includes(text), 'the DEK is never logged');
-    for (const record of audit) assert.ok(!('dek' in record) && !('key' in record));
+    const serialized = JSON.stringify(audit);
+    for (const text of [dek.toString('base64'), dek.toString('hex')]) assert.ok(!serialized.includes(text), 'no key material in audit records');
   });
 
   it('a refused lease wrap is audited as a failure with its code, and no leased key id', async () => {
@@ -275,11 +268,11 @@ describe('KeyService in leased mode', () => {
     await assert.rejects(keys.generate('acme', META), (err: unknown) => err instanceof KeywardError && err.code === Errors.KMS_AUTHORIZATION_FAILED.code);
     const audit = records();
     assert.equal(audit.length, 1);
-    assert.equal(audit[0]?.event, 'key.wrap');
-    assert.equal(audit[0]?.mode, 'leased');
+    assert.equal(audit[0]?.operation, 'generate');
+    assert.deepEqual(audit[0]?.kms, { configId: 1, provider: 'local', mode: 'leased' });
     assert.equal(audit[0]?.outcome, 'failure');
-    assert.equal(audit[0]?.code, Errors.KMS_AUTHORIZATION_FAILED.code);
-    assert.equal(audit[0]?.leasedKeyId, undefined);
-    assert.equal(audit[0]?.requestingId, 'billing-service');
+    assert.equal(audit[0]?.error?.code, Errors.KMS_AUTHORIZATION_FAILED.code);
+    assert.equal(audit[0]?.error?.name, 'KMS_AUTHORIZATION_FAILED');
+    assert.equal(audit[0]?.caller.requestingId, 'billing-service');
   });
 });
