@@ -6,7 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ProcessConfig } from './config/env.js';
 import { KeyService, type AuditRecorder, type KeySource } from './envelope/keys.js';
-import { errorHandler, notFoundHandler } from './http/errors.js';
+import { answeredCode, errorHandler, notFoundHandler } from './http/errors.js';
 import { buildOpsApp } from './http/ops.js';
 import { registerV1 } from './http/v1.js';
 import { registerCompat } from './http/compat.js';
@@ -87,6 +87,8 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
     const labels = { route, status: String(reply.statusCode) };
     metrics.httpRequests.inc(labels);
     metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    const code = answeredCode(reply);
+    if (code !== undefined) metrics.errors.inc({ code: String(code), scope: 'request' });
     if (route.startsWith('/api/1/')) metrics.clientSdkRequests.inc({ language: sdkLanguage(request.headers['x-icl-tsc-language']) });
   });
 
@@ -95,7 +97,7 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
   const derivation = new DerivationService({ source: runtime, secrets: runtime.secrets, audit: runtime.audit });
   await api.register((scope, _options, done) => {
     // One scope, one API-key check, for both faces.
-    registerV1(scope, { keys, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });
+    registerV1(scope, { keys, metrics, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });
     registerCompat(scope, { keys, derivation, events, metrics, batchLimit: config.batchLimit });
     done();
   });

@@ -11,6 +11,7 @@ export interface Metrics {
   readonly registry: Registry;
   readonly httpRequests: Counter<'route' | 'status'>;
   readonly httpDuration: Histogram<'route' | 'status'>;
+  readonly errors: Counter<'code' | 'scope'>;
   readonly kmsRequests: Counter<'provider' | 'operation' | 'outcome'>;
   readonly kmsDuration: Histogram<'provider' | 'operation' | 'outcome'>;
   readonly kmsRetries: Counter<'provider' | 'operation' | 'reason'>;
@@ -160,6 +161,12 @@ export function createMetrics(options: { registry?: Registry; processMetrics?: b
       name: 'keyward_http_requests_total',
       help: 'HTTP requests answered, by route template and status code.',
       labelNames: ['route', 'status'],
+      registers,
+    }),
+    errors: new Counter({
+      name: 'keyward_errors_total',
+      help: 'Errors answered, by catalogue code (docs/errors.md; a closed set) and scope: request (the whole request failed) or item (one item of a batch failed).',
+      labelNames: ['code', 'scope'],
       registers,
     }),
     httpDuration: new Histogram({

@@ -18,7 +18,7 @@ import { Errors, KeywardError, isKeywardError } from '../errors.js';
 import type { ItemFailure, KeyService, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
 import { Edek, TenantId } from './schemas.js';
-import type { RouteSpec } from './v1.js';
+import { countedFailures, type RouteSpec } from './v1.js';
 
 const MAX_ID = 256;
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -267,7 +267,7 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
       const result = await keys.batchGenerate(body.tenantId, body.documentIds, meta(body));
       const out: Record<string, { dek: string; edek: string }> = {};
       for (const [id, key] of result.keys) out[id] = { dek: dekOut(key.dek), edek: key.edek };
-      return { keys: out, failures: sdkFailures(result.failures) };
+      return { keys: out, failures: countedFailures(sdkFailures(result.failures), metrics) };
     },
     compatDocumentUnwrap: async (request) => {
       const body = request.body as CompatMetadata & { encryptedDocumentKey: string };
@@ -280,7 +280,7 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
       const result = await keys.batchUnwrap(body.tenantId, new Map(entries), meta(body));
       const out: Record<string, { dek: string }> = {};
       for (const [id, dek] of result.keys) out[id] = { dek: dekOut(dek) };
-      return { keys: out, failures: sdkFailures(result.failures) };
+      return { keys: out, failures: countedFailures(sdkFailures(result.failures), metrics) };
     },
     compatDocumentRekey: async (request) => {
       const body = request.body as CompatMetadata & { encryptedDocumentKey: string; newTenantId: string };
@@ -314,9 +314,9 @@ function sdkError(error: KeywardError): KeywardError {
   return error.spec === Errors.AUDIT_UNAVAILABLE ? new KeywardError(Errors.AUDIT_UNAVAILABLE_SDK, error.message, { cause: error }) : error;
 }
 
-function sdkFailures(failures: ReadonlyMap<string, ItemFailure>): Record<string, ItemFailure> {
-  const out: Record<string, ItemFailure> = {};
-  for (const [id, failure] of failures) out[id] = failure.code === Errors.AUDIT_UNAVAILABLE.code ? { ...failure, code: Errors.AUDIT_UNAVAILABLE_SDK.code } : failure;
+function sdkFailures(failures: ReadonlyMap<string, ItemFailure>): Map<string, ItemFailure> {
+  const out = new Map<string, ItemFailure>();
+  for (const [id, failure] of failures) out.set(id, failure.code === Errors.AUDIT_UNAVAILABLE.code ? { ...failure, code: Errors.AUDIT_UNAVAILABLE_SDK.code } : failure);
   return out;
 }
 

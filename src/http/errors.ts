@@ -43,7 +43,15 @@ function describe(spec: ErrorSpec, error: FastifyError): string {
   }
 }
 
+/** The catalogue code each error reply was answered with, for the error metric (app.ts). */
+const answeredCodes = new WeakMap<FastifyReply, number>();
+
+export function answeredCode(reply: FastifyReply): number | undefined {
+  return answeredCodes.get(reply);
+}
+
 export function sendError(reply: FastifyReply, error: KeywardError): FastifyReply {
+  answeredCodes.set(reply, error.code);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterSeconds))));
   return reply.code(error.statusCode).type('application/json; charset=utf-8').send(error.toBody());
 }

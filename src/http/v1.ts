@@ -7,7 +7,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
 import { UNWRAP_ERRORS, WRAP_ERRORS } from './route-errors.js';
 import { Errors, KeywardError, type ErrorSpec } from '../errors.js';
-import type { KeyService, RequestMetadata } from '../envelope/keys.js';
+import type { ItemFailure, KeyService, RequestMetadata } from '../envelope/keys.js';
+import type { Metrics } from '../metrics.js';
 import { decodeBase64Strict } from './base64.js';
 import { apiKeyHook } from './auth.js';
 import {
@@ -107,11 +108,18 @@ export const V1_ROUTES: readonly RouteSpec[] = [
 
 export interface V1Options {
   readonly keys: KeyService;
+  readonly metrics: Pick<Metrics, 'errors'>;
   readonly apiKeyDigests: readonly Buffer[];
   readonly batchLimit: number;
 }
 
 type Handler = (request: FastifyRequest) => Promise<unknown>;
+
+/** Batch failures as the body's map, each counted in keyward_errors_total{scope="item"}. */
+export function countedFailures(failures: ReadonlyMap<string, ItemFailure>, metrics: Pick<Metrics, 'errors'>): Record<string, ItemFailure> {
+  for (const failure of failures.values()) metrics.errors.inc({ code: String(failure.code), scope: 'item' });
+  return Object.fromEntries(failures);
+}
 
 function meta(metadata: Metadata): RequestMetadata {
   return metadata;
@@ -139,7 +147,7 @@ function checkBatch(count: number, limit: number): void {
   }
 }
 
-function handlers({ keys, batchLimit }: V1Options): Record<string, Handler> {
+function handlers({ keys, metrics, batchLimit }: V1Options): Record<string, Handler> {
   return {
     generateKey: async (request) => {
       const body = request.body as GenerateBody;
@@ -171,7 +179,7 @@ function handlers({ keys, batchLimit }: V1Options): Record<string, Handler> {
       const result = await keys.batchGenerate(body.tenantId, body.ids, meta(body.metadata));
       const out: Record<string, { dek: string; edek: string }> = {};
       for (const [id, key] of result.keys) out[id] = { dek: dekOut(key.dek), edek: key.edek };
-      return { keys: out, failures: Object.fromEntries(result.failures) };
+      return { keys: out, failures: countedFailures(result.failures, metrics) };
     },
     batchUnwrapKeys: async (request) => {
       const body = request.body as BatchUnwrapBody;
@@ -180,7 +188,7 @@ function handlers({ keys, batchLimit }: V1Options): Record<string, Handler> {
       const result = await keys.batchUnwrap(body.tenantId, new Map(entries), meta(body.metadata));
       const out: Record<string, { dek: string }> = {};
       for (const [id, dek] of result.keys) out[id] = { dek: dekOut(dek) };
-      return { keys: out, failures: Object.fromEntries(result.failures) };
+      return { keys: out, failures: countedFailures(result.failures, metrics) };
     },
   };
 }

@@ -137,6 +137,11 @@ describe('audit events of key operations', () => {
 
     const refused = await during(() => post(app, '/v1/keys/batch/generate', { tenantId: 'nobody', ids: ['x', 'y'], metadata: { requestingId: 'batcher' } }));
     assert.deepEqual(refused.map((e) => [e.operation, e.outcome, e.error?.code, e.batch]), [['generate', 'failure', 201, { size: 2 }]]);
+
+    // The error metric counts the failed item and the refused request by catalogue code.
+    const scrape = (await app.ops.inject({ url: '/metrics' })).body;
+    assert.match(scrape, /keyward_errors_total\{code="203",scope="item"\} [1-9]/);
+    assert.match(scrape, /keyward_errors_total\{code="201",scope="request"\} [1-9]/);
   });
 
   it('leased operations say so, with the leased key id', async () => {

@@ -208,6 +208,33 @@ describe('HTTP audit sink (real collector)', () => {
     }
   });
 
+  it('a lost answer: the batch is sent again with the same event ids, so deduplicating by id gives every event once', async () => {
+    const app = await withApp(tenants({ url: `${collector.url}/events`, queue: '{ batchSize: 50, minBackoff: 20ms, maxBackoff: 50ms }' }));
+    const start = collector.received.length;
+    try {
+      // The collector stores the first two batches but the connection breaks before its answer.
+      collector.loseAnswers(2);
+      for (let i = 0; i < 5; i++) await generate(app, 'acme', `dup-${i}`);
+      await settled(app);
+      await sleep(100);
+      const got = collector.received.slice(start).map((r) => r.event as unknown as AuditEvent);
+      const ids = new Set(got.map((e) => e.id));
+      assert.equal(ids.size, 5, 'every event, once by id');
+      assert.ok(got.length > 5, `the unanswered batch was redelivered (${got.length} received)`);
+      for (const id of ids) {
+        const copies = got.filter((e) => e.id === id);
+        for (const copy of copies) assert.deepEqual(copy, copies[0], 'a redelivered event is identical');
+      }
+      const counts = await auditCounts(app.metrics, 'http');
+      assert.equal(counts.delivered, 5, 'delivered counts each event once, when acknowledged');
+      assert.ok(counts.retried >= 1);
+      assert.ok(balanced(counts));
+    } finally {
+      collector.loseAnswers(0);
+      await app.close();
+    }
+  });
+
   it('a full queue: bestEffort tenants go on and count drops; required tenants get 503 / 302 and no key, until the SIEM is back', async () => {
     const app = await withApp(tenants({ url: `${collector.url}/events`, queue: '{ size: 3, minBackoff: 20ms, maxBackoff: 50ms }', policy: 'required' }));
     try {

@@ -50,6 +50,12 @@ export interface AuditCollector {
    * stop() drops them.
    */
   hang(on: boolean): void;
+  /**
+   * Makes the next n POSTs that would succeed record their events and then cut the connection
+   * instead of answering: the collector stored the batch, the sender never learns it (the case
+   * at-least-once redelivery is for).
+   */
+  loseAnswers(n: number): void;
   /** Resolves once received.length >= n; throws after timeoutMs (default 15000) with the count. */
   waitFor(n: number, timeoutMs?: number): Promise<void>;
   /** Closes the listener and destroys open connections: an outage. */
@@ -124,6 +130,7 @@ export async function startAuditCollector(options: {
   let requests = 0;
   let failures: { remaining: number; status: number; retryAfterSeconds?: number } | undefined;
   let hanging = false;
+  let losing = 0;
   let parked: Parked[] = [];
   const waiters = new Set<() => void>();
 
@@ -137,6 +144,16 @@ export async function startAuditCollector(options: {
   const record = (events: CollectedEvent[]): void => {
     received.push(...events);
     for (const waiter of [...waiters]) waiter();
+  };
+
+  /** The success answer, unless it is to be lost (see loseAnswers). */
+  const accepted = (res: ServerResponse, body: unknown): void => {
+    if (losing > 0) {
+      losing--;
+      res.socket?.destroy();
+      return;
+    }
+    reply(res, 200, body);
   };
 
   const hecError = (status: number): { text: string; code: number } =>
@@ -175,7 +192,7 @@ export async function startAuditCollector(options: {
       const bad = batch.findIndex((event) => !isObject(event));
       if (bad >= 0) return reply(res, 400, { error: 'every event must be a JSON object', index: bad });
       record((batch as Record<string, unknown>[]).map((event) => ({ format: 'json' as const, event })));
-      return reply(res, 200, { accepted: batch.length });
+      return accepted(res, { accepted: batch.length });
     }
     if (authorization !== `Splunk ${options.token}`) return reply(res, 401, hecError(401));
     const text = body.toString('utf8');
@@ -191,7 +208,7 @@ export async function startAuditCollector(options: {
       if (!isObject(envelope.event)) return reply(res, 400, { ...hecError(400), 'invalid-event-number': index });
     }
     record(envelopes.map((envelope) => ({ format: 'hec' as const, event: envelope.event as Record<string, unknown>, envelope })));
-    return reply(res, 200, { text: 'Success', code: 0 });
+    return accepted(res, { text: 'Success', code: 0 });
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -276,6 +293,9 @@ export async function startAuditCollector(options: {
     },
     failNext(n: number, status: number, retryAfterSeconds?: number): void {
       failures = n > 0 ? { remaining: n, status, ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) } : undefined;
+    },
+    loseAnswers(n: number): void {
+      losing = Math.max(0, n);
     },
     hang(on: boolean): void {
       hanging = on;

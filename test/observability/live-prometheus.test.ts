@@ -41,6 +41,7 @@ const MUST_HAVE_DATA = [
   'Request rate by route and status',
   'Latency percentiles (API routes)',
   'Client errors (4xx) by status and route',
+  'Errors by catalogue code',
   'KMS request rate by provider and outcome',
   'KMS latency p95 by provider and operation',
   'Lease keys by state',
@@ -120,12 +121,17 @@ scrape_configs:
     prometheus.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       promLog += chunk;
     });
+    let spawnError: Error | undefined;
+    prometheus.on('error', (err) => {
+      spawnError = err;
+    });
     for (let i = 0; ; i++) {
       try {
         if ((await fetch(`${promUrl}/-/ready`)).ok) break;
       } catch {
         // not listening yet
       }
+      if (spawnError) assert.fail(`cannot run prometheus (${spawnError.message}): it comes with Debian's prometheus package, which scripts/provision/prometheus.sh installs`);
       if (i > 150 || prometheus.exitCode !== null) assert.fail(`prometheus did not become ready:\n${promLog}`);
       await sleep(100);
     }
@@ -150,8 +156,10 @@ scrape_configs:
   });
 
   after(async () => {
-    prometheus?.kill('SIGTERM');
-    if (prometheus && prometheus.exitCode === null) await new Promise((resolve) => prometheus.once('exit', resolve));
+    if (prometheus?.pid !== undefined && prometheus.exitCode === null) {
+      prometheus.kill('SIGTERM');
+      await new Promise((resolve) => prometheus.once('exit', resolve));
+    }
     await app?.close();
     await collector?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
