@@ -497,6 +497,8 @@ describe('LeaseManager: refresh', () => {
       assert.equal(await sample(metrics, 'keyward_leases', { state: 'stale' }), 1);
       assert.equal(await sample(metrics, 'keyward_leases', { state: 'fresh' }), 0);
       assert.equal(await sample(metrics, 'keyward_lease_refreshes_total', { outcome: kind }), 1);
+      // Time to the outage wipe, per provider: an hour after the last good refresh, 5 minutes of it gone.
+      assert.equal(await sample(metrics, 'keyward_lease_wipe_in_seconds', { provider: 'local' }), 55 * 60);
 
       // Still served, from memory.
       const calls = driver.calls;
@@ -514,6 +516,7 @@ describe('LeaseManager: refresh', () => {
       await manager.runDue();
       assert.equal(lease.wiped, false, 'one millisecond before the deadline it still serves');
       assert.equal(manager.status()[0]?.wipeInSeconds, 0);
+      assert.equal(await sample(metrics, 'keyward_lease_wipe_in_seconds', { provider: 'local' }), 0.001);
       // ... and not a millisecond after it.
       clock.set(verified + HOUR);
       await manager.runDue();
@@ -522,6 +525,7 @@ describe('LeaseManager: refresh', () => {
       assert.deepEqual(manager.status(), []);
       assert.equal(await sample(metrics, 'keyward_lease_wipes_total', { reason: 'outage' }), 1);
       assert.equal(await sample(metrics, 'keyward_leases', { state: 'stale' }), 0);
+      assert.doesNotMatch(await metrics.registry.metrics(), /^keyward_lease_wipe_in_seconds\{/m, 'no stale lease, no sample');
     });
   }
 
