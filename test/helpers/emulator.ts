@@ -93,7 +93,7 @@ export async function startEmulator(spec: EmulatorSpec, fixedPort?: number): Pro
   const port = fixedPort ?? (await freePort());
   const isolated = spec.isolateNetwork === true;
   const socketDir = isolated ? await mkdtemp(join(tmpdir(), 'keyward-netns-')) : undefined;
-  const socketPath = socketDir === undefined ? undefined : join(socketDir, 'relay.sock');
+  const socketPath = socketDir === undefined ? undefined : join(socketDir, `${port}.sock`);
   let relay: Server | undefined;
   const relaySockets = new Set<Socket>();
   let child: ChildProcess | undefined;
@@ -131,7 +131,7 @@ export async function startEmulator(spec: EmulatorSpec, fixedPort?: number): Pro
 
   const start = async (): Promise<void> => {
     const [command, args] = isolated
-      ? ['unshare', ['--net', '--', process.execPath, LAUNCHER, socketPath!, String(port), spec.command, ...spec.args(port)]]
+      ? ['unshare', ['--net', '--', process.execPath, LAUNCHER, socketDir!, String(port), spec.command, ...spec.args(port)]]
       : [spec.command, spec.args(port)];
     // Its own process group, so that stop() kills the emulator and anything it started.
     const proc = spawn(command, args, {
