@@ -7,6 +7,9 @@ import type { Logger } from 'pino';
 import type { ProcessConfig } from './config/env.js';
 import { KeyService, type AuditRecorder, type KeySource } from './envelope/keys.js';
 import { answeredCode, errorHandler, notFoundHandler } from './http/errors.js';
+import { apiKeyHook, tenantScopeHook, type ApiKey } from './http/auth.js';
+import { readTlsOptions, watchTls } from './http/tls.js';
+import type { Server as HttpsServer } from 'node:https';
 import { buildOpsApp } from './http/ops.js';
 import { registerV1 } from './http/v1.js';
 import { registerCompat } from './http/compat.js';
@@ -16,7 +19,8 @@ import type { LeaseManager } from './leasing/manager.js';
 import type { Metrics } from './metrics.js';
 import type { RuntimeStatus } from './runtime.js';
 
-export type AppConfig = Pick<ProcessConfig, 'apiKeyDigests' | 'batchLimit' | 'bodyLimit' | 'dev'>;
+export type AppConfig = Pick<ProcessConfig, 'apiKeyDigests' | 'batchLimit' | 'bodyLimit' | 'dev'> &
+  Partial<Pick<ProcessConfig, 'apiKeyTenants' | 'tls' | 'configPollMs'>>;
 
 export interface AppDeps {
   readonly config: AppConfig;
@@ -59,7 +63,10 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
 
   // pino 10's Logger type is wider than Fastify's; the annotation narrows it without a cast.
   const apiLogger: FastifyBaseLogger = logger.child({ port: 'api' });
+  // TLS on the API port when configured (the ops port stays plain HTTP: probes and scrapes).
+  const https = config.tls ? await readTlsOptions(config.tls) : undefined;
   const api = Fastify({
+    ...(https ? { https } : {}),
     loggerInstance: apiLogger,
     bodyLimit: config.bodyLimit,
     // Mistyped fields are errors, not silently coerced; unknown fields are errors on /v1.
@@ -97,7 +104,16 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
   const derivation = new DerivationService({ source: runtime, secrets: runtime.secrets, audit: runtime.audit });
   await api.register((scope, _options, done) => {
     // One scope, one API-key check, for both faces.
-    registerV1(scope, { keys, metrics, apiKeyDigests: config.apiKeyDigests, batchLimit: config.batchLimit });
+    // One API-key check and one tenant-scope check for both faces. The environment's keys
+    // are fixed; the tenants file's keys follow its reloads.
+    const envKeys: ApiKey[] = config.apiKeyDigests.map((digest, i) => ({
+      name: i === 0 ? 'KEYWARD_API_KEY' : 'KEYWARD_API_KEY_2',
+      digest,
+      tenants: config.apiKeyTenants ?? ['*'],
+    }));
+    scope.addHook('onRequest', apiKeyHook(() => [...envKeys, ...runtime.directory.apiKeys]));
+    scope.addHook('preHandler', tenantScopeHook());
+    registerV1(scope, { keys, metrics, batchLimit: config.batchLimit });
     registerCompat(scope, { keys, derivation, events, metrics, batchLimit: config.batchLimit });
     done();
   });
@@ -113,6 +129,14 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
       leases: (tenantId) => runtime.leases.status(tenantId),
     },
   });
+
+  if (config.tls) {
+    const stopWatching = watchTls(api.server as unknown as HttpsServer, config.tls, logger, config.configPollMs ?? 10_000);
+    api.addHook('onClose', (_instance, done) => {
+      stopWatching();
+      done();
+    });
+  }
 
   await api.ready();
   await ops.ready();

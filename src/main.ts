@@ -64,7 +64,17 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const apps = await buildApp({ config, runtime, metrics, logger });
+  let apps: Awaited<ReturnType<typeof buildApp>>;
+  try {
+    apps = await buildApp({ config, runtime, metrics, logger });
+  } catch (err) {
+    // TLS files that cannot be read or do not fit together are a configuration problem.
+    if (config.tls) {
+      await runtime.close();
+      fail((err as Error).message);
+    }
+    throw err;
+  }
   await apps.api.listen({ host: config.api.host, port: config.api.port });
   await apps.ops.listen({ host: config.ops.host, port: config.ops.port });
   runtime.watch();
@@ -81,7 +91,15 @@ async function main(): Promise<void> {
     process.stderr.write(devBanner(shown, tenants));
     logger.warn({ mode: 'development' }, 'development mode: built-in config and local software KMS; never use this in production');
   }
-  logger.info({ api: apps.api.addresses(), ops: apps.ops.addresses(), mode: config.dev ? 'development' : 'production' }, 'keyward listening');
+  logger.info(
+    {
+      api: apps.api.addresses(),
+      ops: apps.ops.addresses(),
+      mode: config.dev ? 'development' : 'production',
+      tls: config.tls ? (config.tls.clientCaFile ? 'on, client certificates required' : 'on') : 'off',
+    },
+    'keyward listening',
+  );
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {

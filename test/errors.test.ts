@@ -7,10 +7,11 @@ import { Errors } from '../src/errors.js';
 describe('error catalogue', () => {
   const entries = Object.values(Errors);
 
-  it('has unique names, and shares a code only within the request-shape family (102) and for the SDK form of AUDIT_UNAVAILABLE (301)', () => {
+  it('has unique names, and shares a code only within the request-shape family (102) and for the SDK forms of API_KEY_TENANT_FORBIDDEN (101) and AUDIT_UNAVAILABLE (301)', () => {
     assert.equal(new Set(entries.map((e) => e.name)).size, entries.length);
     const shared = [...new Set(entries.map((e) => e.code))].filter((code) => entries.filter((e) => e.code === code).length > 1);
-    assert.deepEqual(shared, [102, 301]);
+    assert.deepEqual(shared.sort(), [101, 102, 301]);
+    assert.deepEqual(entries.filter((e) => e.code === 101).map((e) => [e.name, e.status]), [['UNAUTHORIZED_REQUEST', 401], ['API_KEY_TENANT_FORBIDDEN_SDK', 403]]);
     assert.deepEqual(entries.filter((e) => e.code === 301).map((e) => [e.name, e.status]), [['SECURITY_EVENT_REJECTED', 400], ['AUDIT_UNAVAILABLE_SDK', 503]]);
     for (const [key, spec] of Object.entries(Errors)) assert.equal(spec.name, key);
   });

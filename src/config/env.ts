@@ -38,7 +38,21 @@ export interface ProcessConfig {
   readonly replicaId: string;
   /** How long shutdown keeps delivering queued audit events. */
   readonly auditFlushTimeoutMs: number;
+  /** Tenant-id patterns the environment's API keys may act for (KEYWARD_API_KEY_TENANTS; default every tenant). */
+  readonly apiKeyTenants: readonly string[];
+  /** TLS on the API port, when KEYWARD_TLS_CERT and KEYWARD_TLS_KEY are set (absolute paths). */
+  readonly tls: TlsFiles | undefined;
 }
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** CA bundle that client certificates must chain to; set → clients must present one (mTLS). */
+  readonly clientCaFile: string | undefined;
+}
+
+/** A tenant-id pattern: the tenant-id characters, with `*` matching any run of them. */
+export const TENANT_PATTERN = /^[A-Za-z0-9._:@*-]{1,256}$/;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -104,6 +118,37 @@ export function loadProcessConfig(env: Env, cwd: string): ProcessConfig {
     return raw ?? '0.0.0.0';
   };
 
+  function tenantPatterns(): string[] {
+    const raw = text('KEYWARD_API_KEY_TENANTS');
+    if (raw === undefined) return ['*'];
+    const patterns = raw.split(',').map((p) => p.trim()).filter((p) => p !== '');
+    const bad = patterns.filter((p) => !TENANT_PATTERN.test(p));
+    if (patterns.length === 0 || bad.length > 0) {
+      problems.push(`KEYWARD_API_KEY_TENANTS must be a comma-separated list of tenant ids, * matching any characters (got "${raw.slice(0, 100)}")`);
+      return [];
+    }
+    return patterns;
+  }
+
+  function tlsFiles(): TlsFiles | undefined {
+    const path = (name: string): string | undefined => {
+      const raw = text(name);
+      return raw === undefined ? undefined : isAbsolute(raw) ? raw : resolve(cwd, raw);
+    };
+    const certFile = path('KEYWARD_TLS_CERT');
+    const keyFile = path('KEYWARD_TLS_KEY');
+    const clientCaFile = path('KEYWARD_TLS_CLIENT_CA');
+    if (certFile === undefined && keyFile === undefined) {
+      if (clientCaFile !== undefined) problems.push('KEYWARD_TLS_CLIENT_CA needs TLS: set KEYWARD_TLS_CERT and KEYWARD_TLS_KEY too');
+      return undefined;
+    }
+    if (certFile === undefined || keyFile === undefined) {
+      problems.push('KEYWARD_TLS_CERT and KEYWARD_TLS_KEY go together: set both for TLS on the API port, or neither');
+      return undefined;
+    }
+    return Object.freeze({ certFile, keyFile, clientCaFile });
+  }
+
   const logLevel = (text('KEYWARD_LOG_LEVEL') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     problems.push(`KEYWARD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
@@ -123,6 +168,8 @@ export function loadProcessConfig(env: Env, cwd: string): ProcessConfig {
     kmsTimeoutMs: duration('KEYWARD_KMS_TIMEOUT', '2s', 10, 120_000),
     replicaId: text('KEYWARD_REPLICA_ID') ?? hostname(),
     auditFlushTimeoutMs: duration('KEYWARD_AUDIT_FLUSH_TIMEOUT', '5s', 0, 600_000),
+    apiKeyTenants: Object.freeze(tenantPatterns()),
+    tls: tlsFiles(),
   };
   if (config.replicaId.length > 255 || !/^[!-~]+$/.test(config.replicaId)) {
     problems.push('KEYWARD_REPLICA_ID must be 1-255 printable ASCII characters without spaces');

@@ -200,9 +200,24 @@ export const TenantEntry = Type.Object(
   { additionalProperties: false },
 );
 
+export const ApiKeyEntry = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Names the key (the application) in logs.' }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256 of the key, lowercase hex (`printf %s "$KEY" | sha256sum`). The key itself is never in the file.' }),
+    tenants: Type.Array(Type.String({ pattern: '^[A-Za-z0-9._:@*-]{1,256}$' }), {
+      minItems: 1,
+      maxItems: 256,
+      description: 'Tenant ids this key may act for; `*` matches any run of characters.',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type ApiKeyEntry = Static<typeof ApiKeyEntry>;
+
 export const TenantsFile = Type.Object(
   {
     version: Type.Literal(1),
+    apiKeys: Type.Optional(Type.Array(ApiKeyEntry, { maxItems: 1000 })),
     audit: Type.Optional(AuditSettings),
     tenants: Type.Record(Type.String(), TenantEntry),
   },

@@ -15,12 +15,13 @@ import {
   SINK_NAME_PATTERN,
   TENANT_ID_PATTERN,
   TenantsFile,
+  type ApiKeyEntry,
   type AuditRouteEntry,
   type DerivationSecretEntry,
   type KmsConfigEntry,
   type SinkEntry,
 } from './schema.js';
-import { DEFAULT_AUDIT_PLAN, TenantDirectory, type DerivationSecret, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
+import { DEFAULT_AUDIT_PLAN, TenantDirectory, type ScopedApiKey, type DerivationSecret, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
 import { DEFAULT_QUEUE, DEFAULT_ROUTE, type AuditPlan, type AuditRoute, type SinkSpec } from '../audit/plan.js';
 
 const PROVIDER_BLOCKS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
@@ -94,8 +95,21 @@ export function parseTenantsFile(text: string, options: TenantsFileOptions, labe
     const route = entry.audit ? auditRoute(entry.audit, `tenants.${tenantId}.audit`, audit, problems) : undefined;
     tenants.push(Object.freeze({ id: tenantId, configs: Object.freeze(configs), primary: primaries[0], secrets, audit: route }));
   }
+  const apiKeys = buildApiKeys(data.apiKeys ?? [], problems);
   if (problems.length > 0) throw new ConfigError(`Invalid ${label}`, problems);
-  return new TenantDirectory(tenants, audit);
+  return new TenantDirectory(tenants, audit, apiKeys);
+}
+
+function buildApiKeys(entries: readonly ApiKeyEntry[], problems: string[]): ScopedApiKey[] {
+  const names = new Set<string>();
+  const digests = new Set<string>();
+  return entries.map((entry, index) => {
+    if (names.has(entry.name)) problems.push(`apiKeys[${index}].name: ${entry.name} is used twice`);
+    if (digests.has(entry.sha256)) problems.push(`apiKeys[${index}].sha256: the same key is listed twice`);
+    names.add(entry.name);
+    digests.add(entry.sha256);
+    return Object.freeze({ name: entry.name, digest: Buffer.from(entry.sha256, 'hex'), tenants: Object.freeze([...entry.tenants]) });
+  });
 }
 
 const SYSLOG_TIMEOUT_MS = 5_000;

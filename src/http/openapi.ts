@@ -71,7 +71,8 @@ export function buildOpenApi(version: string): Json {
         requestBody: { required: true, content: { 'application/json': { schema: plainSchema(route.body) } } },
         responses: {
           '200': { description: 'Success.', content: { 'application/json': { schema: plainSchema(route.response) } } },
-          ...errorResponses(route.errors),
+          // A tenant outside the API key's scope: code 104 on /v1, 101 (the SDKs' code) on /api/1.
+          ...errorResponses([tag === 'compat' ? Errors.API_KEY_TENANT_FORBIDDEN_SDK : Errors.API_KEY_TENANT_FORBIDDEN, ...route.errors]),
         },
       },
     };

@@ -10,7 +10,6 @@ import { Errors, KeywardError, type ErrorSpec } from '../errors.js';
 import type { ItemFailure, KeyService, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
 import { decodeBase64Strict } from './base64.js';
-import { apiKeyHook } from './auth.js';
 import {
   BatchGenerateBody,
   BatchGenerateResponse,
@@ -109,7 +108,6 @@ export const V1_ROUTES: readonly RouteSpec[] = [
 export interface V1Options {
   readonly keys: KeyService;
   readonly metrics: Pick<Metrics, 'errors'>;
-  readonly apiKeyDigests: readonly Buffer[];
   readonly batchLimit: number;
 }
 
@@ -196,7 +194,6 @@ function handlers({ keys, metrics, batchLimit }: V1Options): Record<string, Hand
 /** Registers the /v1 routes behind the API-key check. */
 export function registerV1(app: FastifyInstance, options: V1Options): void {
   const table = handlers(options);
-  app.addHook('onRequest', apiKeyHook(options.apiKeyDigests));
   for (const route of V1_ROUTES) {
     const handler = table[route.operationId];
     if (!handler) throw new Error(`no handler for ${route.operationId}`);

@@ -79,13 +79,22 @@ export const DEFAULT_AUDIT_PLAN: AuditPlan = Object.freeze({
   default: DEFAULT_ROUTE,
 });
 
+/** An API key from the tenants file, known by its digest, scoped to tenant-id patterns. */
+export interface ScopedApiKey {
+  readonly name: string;
+  readonly digest: Buffer;
+  readonly tenants: readonly string[];
+}
+
 export class TenantDirectory {
   readonly #tenants: ReadonlyMap<string, Tenant>;
   readonly #configs: ReadonlyMap<number, KmsConfig>;
   readonly audit: AuditPlan;
+  readonly apiKeys: readonly ScopedApiKey[];
 
-  constructor(tenants: readonly Tenant[], audit: AuditPlan = DEFAULT_AUDIT_PLAN) {
+  constructor(tenants: readonly Tenant[], audit: AuditPlan = DEFAULT_AUDIT_PLAN, apiKeys: readonly ScopedApiKey[] = []) {
     this.audit = audit;
+    this.apiKeys = apiKeys;
     this.#tenants = new Map(tenants.map((t) => [t.id, t]));
     this.#configs = new Map(tenants.flatMap((t) => t.configs.map((c) => [c.id, c] as const)));
   }

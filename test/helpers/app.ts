@@ -49,7 +49,9 @@ export interface TestApp extends Apps {
   close(): Promise<void>;
 }
 
-export async function startTestApp(options: { tenants?: string; batchLimit?: number; bodyLimit?: number; env?: Record<string, string> } = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: { tenants?: string; batchLimit?: number; bodyLimit?: number; env?: Record<string, string>; apiKeyTenants?: readonly string[] } = {},
+): Promise<TestApp> {
   const dir = await mkdtemp(join(tmpdir(), 'keyward-test-'));
   const configPath = join(dir, 'tenants.yaml');
   await writeFile(configPath, options.tenants ?? DEFAULT_TENANTS);
@@ -76,6 +78,7 @@ export async function startTestApp(options: { tenants?: string; batchLimit?: num
       batchLimit: options.batchLimit ?? 1000,
       bodyLimit: options.bodyLimit ?? 4 * 1024 * 1024,
       dev: false,
+      ...(options.apiKeyTenants ? { apiKeyTenants: options.apiKeyTenants } : {}),
     },
     runtime,
     metrics,

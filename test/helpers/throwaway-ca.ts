@@ -15,6 +15,8 @@ export interface ThrowawayCa {
   readonly caFile: string;
   readonly key: Buffer;
   readonly cert: Buffer;
+  /** Issues a client certificate (extendedKeyUsage clientAuth) with this common name. */
+  client(commonName: string): Promise<{ key: Buffer; cert: Buffer }>;
   remove(): Promise<void>;
 }
 
@@ -29,6 +31,13 @@ export async function makeThrowawayCa(): Promise<ThrowawayCa> {
     caFile: f('ca.pem'),
     key: await readFile(f('server.key')),
     cert: await readFile(f('server.pem')),
+    async client(commonName: string) {
+      const name = `client-${commonName.replace(/[^A-Za-z0-9-]/g, '_')}`;
+      await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${commonName}`]);
+      await writeFile(f(`${name}.ext`), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+      await run('openssl', ['x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-sha256', '-extfile', f(`${name}.ext`), '-out', f(`${name}.pem`)]);
+      return { key: await readFile(f(`${name}.key`)), cert: await readFile(f(`${name}.pem`)) };
+    },
     remove: () => rm(dir, { recursive: true, force: true }),
   };
 }

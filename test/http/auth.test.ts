@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { apiKeyMatches } from '../../src/http/auth.js';
+import { matchApiKey, tenantAllowed } from '../../src/http/auth.js';
 import { digestApiKey } from '../../src/config/env.js';
 import { API_KEY, API_KEY_2, META, startTestApp, type ErrorJson, type TestApp } from '../helpers/app.js';
 
@@ -50,12 +50,28 @@ describe('API key authentication', () => {
     assert.equal(res.statusCode, 401);
   });
 
-  it('apiKeyMatches compares against every key', () => {
-    const digests = [digestApiKey('first-key-aaaaaaaaaaa'), digestApiKey('second-key-bbbbbbbbbb')];
-    assert.equal(apiKeyMatches('Bearer first-key-aaaaaaaaaaa', digests), true);
-    assert.equal(apiKeyMatches('Bearer second-key-bbbbbbbbbb', digests), true);
-    assert.equal(apiKeyMatches('Bearer third', digests), false);
-    assert.equal(apiKeyMatches(undefined, digests), false);
-    assert.equal(apiKeyMatches('Bearer ', []), false);
+  it('matchApiKey compares against every key and names the one presented', () => {
+    const keys = [
+      { name: 'first', digest: digestApiKey('first-key-aaaaaaaaaaa'), tenants: ['*'] },
+      { name: 'second', digest: digestApiKey('second-key-bbbbbbbbbb'), tenants: ['acme'] },
+    ];
+    assert.equal(matchApiKey('Bearer first-key-aaaaaaaaaaa', keys)?.name, 'first');
+    assert.equal(matchApiKey('cmk second-key-bbbbbbbbbb', keys)?.name, 'second');
+    assert.equal(matchApiKey('Bearer third', keys), undefined);
+    assert.equal(matchApiKey(undefined, keys), undefined);
+    assert.equal(matchApiKey('Bearer ', []), undefined);
+  });
+
+  it('tenant patterns: exact ids, * for any run of characters, dots literal', () => {
+    assert.equal(tenantAllowed(['*'], 'anything'), true);
+    assert.equal(tenantAllowed(['acme'], 'acme'), true);
+    assert.equal(tenantAllowed(['acme'], 'acme-eu'), false);
+    assert.equal(tenantAllowed(['acme-*'], 'acme-eu'), true);
+    assert.equal(tenantAllowed(['acme-*'], 'acme'), false);
+    assert.equal(tenantAllowed(['*.example'], 'a.example'), true);
+    assert.equal(tenantAllowed(['a.b'], 'aXb'), false, 'a dot is a dot');
+    assert.equal(tenantAllowed(['eu:*:prod'], 'eu:acme:prod'), true);
+    assert.equal(tenantAllowed(['globex', 'acme-*'], 'globex'), true);
+    assert.equal(tenantAllowed([], 'acme'), false);
   });
 });
