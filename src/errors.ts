@@ -52,7 +52,7 @@ export const Errors = Object.freeze({
   KMS_AUTHORIZATION_FAILED: spec('KMS_AUTHORIZATION_FAILED', 206, 403, "The tenant's KMS refused Keyward's credentials (invalid or revoked)."),
   KMS_CONFIGURATION_INVALID: spec('KMS_CONFIGURATION_INVALID', 207, 502, 'The master key is missing, disabled or not usable for this operation, or a permission is missing.'),
   KMS_UNREACHABLE: spec('KMS_UNREACHABLE', 208, 503, 'The KMS could not be reached or did not answer in time.', 5),
-  KMS_THROTTLED: spec('KMS_THROTTLED', 209, 503, 'The KMS throttled Keyward. Retry-After tells when to try again.', 1),
+  KMS_THROTTLED: spec('KMS_THROTTLED', 209, 503, "The KMS throttled Keyward, or Keyward's own queue for this KMS configuration is full (its `concurrency` limit in flight and its queue waiting: the KMS is slow or unreachable). Retry-After tells when to try again.", 1),
   KMS_ACCOUNT_ISSUE: spec('KMS_ACCOUNT_ISSUE', 210, 502, 'The KMS account has a problem (billing, subscription, API disabled).'),
   SECURITY_EVENT_REJECTED: spec('SECURITY_EVENT_REJECTED', 301, 400, 'A security event was refused: its name is not one of the event families of the tenant-security API.'),
   AUDIT_UNAVAILABLE: spec('AUDIT_UNAVAILABLE', 302, 503, "The tenant's audit policy is `required` and its audit event could not be queued (a sink's queue is full, typically because the SIEM is unreachable). Nothing was returned; retry later.", 1),

@@ -15,6 +15,7 @@ export interface Metrics {
   readonly kmsRequests: Counter<'provider' | 'operation' | 'outcome'>;
   readonly kmsDuration: Histogram<'provider' | 'operation' | 'outcome'>;
   readonly kmsRetries: Counter<'provider' | 'operation' | 'reason'>;
+  readonly kmsQueueRejections: Counter<'provider'>;
   readonly configReloads: Counter<'outcome'>;
   readonly leaseWipes: Counter<'reason'>;
   readonly securityEvents: Counter<'outcome'>;
@@ -187,6 +188,12 @@ export function createMetrics(options: { registry?: Registry; processMetrics?: b
       help: 'Latency of calls to tenant KMSs, by provider, operation and outcome.',
       labelNames: ['provider', 'operation', 'outcome'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    kmsQueueRejections: new Counter({
+      name: 'keyward_kms_queue_rejections_total',
+      help: "KMS calls refused at once (KMS_THROTTLED, 209) because their KMS config already had its limit of calls in flight and its queue full: a slow or unreachable tenant KMS, kept from holding up the others. By provider.",
+      labelNames: ['provider'],
       registers,
     }),
     kmsRetries: new Counter({

@@ -72,6 +72,15 @@ export const KmsConfigEntry = Type.Object(
       Type.Integer({ minimum: 0, maximum: 5, description: 'Retries of an unreachable or throttled KMS call (default 2); refusals are never retried.' }),
     ),
     leasing: Type.Optional(LeasingSettings),
+    concurrency: Type.Optional(
+      Type.Object(
+        {
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'Most calls to this KMS config in flight at once (default 64).' })),
+          queue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, description: 'Most calls waiting behind them (default 1000); beyond it a call fails at once with KMS_THROTTLED (209).' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     local: Type.Optional(LocalSettings),
     pkcs11: Type.Optional(Pkcs11Settings),
     aws: Type.Optional(AwsSettings),

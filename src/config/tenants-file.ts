@@ -22,6 +22,7 @@ import {
   type SinkEntry,
 } from './schema.js';
 import { DEFAULT_AUDIT_PLAN, TenantDirectory, type ScopedApiKey, type DerivationSecret, type KmsConfig, type LeasePolicy, type Tenant } from '../tenants/directory.js';
+import { DEFAULT_CONCURRENCY } from '../kms/isolation.js';
 import { DEFAULT_QUEUE, DEFAULT_ROUTE, type AuditPlan, type AuditRoute, type SinkSpec } from '../audit/plan.js';
 
 const PROVIDER_BLOCKS = ['local', 'pkcs11', 'aws', 'azure', 'gcp'] as const;
@@ -279,7 +280,8 @@ function buildConfig(
   }
   const leasing = leasePolicy(raw, where, problems);
   if (leasing === null) ok = false;
-  const base = { id: raw.id, tenantId, status: raw.status, timeoutMs, retries: raw.retries ?? DEFAULT_RETRIES, leasing: leasing ?? undefined };
+  const concurrency = Object.freeze({ limit: raw.concurrency?.limit ?? DEFAULT_CONCURRENCY.limit, queue: raw.concurrency?.queue ?? DEFAULT_CONCURRENCY.queue });
+  const base = { id: raw.id, tenantId, status: raw.status, timeoutMs, retries: raw.retries ?? DEFAULT_RETRIES, leasing: leasing ?? undefined, concurrency };
   const path = (p: string): string => (isAbsolute(p) ? p : resolve(options.baseDir, p));
   const secret = (ref: SecretRef): SecretRef => ('file' in ref ? { file: path(ref.file) } : ref);
 

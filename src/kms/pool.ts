@@ -9,6 +9,7 @@ import type { DriverContext, KmsDriver, ProviderName } from './driver.js';
 import { KmsError, isKmsError } from './errors.js';
 import { providerMessage } from './redact.js';
 import { withMetrics, withRetry, withTimeout } from './wrappers.js';
+import { ConfigIsolation } from './isolation.js';
 import { SecretError, readSecret } from '../config/secrets.js';
 import type { Metrics } from '../metrics.js';
 import type { KmsConfig, TenantDirectory } from '../tenants/directory.js';
@@ -126,6 +127,8 @@ class Slot {
 
 export class DriverPool {
   readonly #slots = new Map<string, Slot>();
+  /** Per config id: its concurrency limit, queue and unwrap coalescing. */
+  readonly #isolations = new Map<number, ConfigIsolation>();
   readonly #options: DriverPoolOptions;
   readonly #retryInitMs: number;
 
@@ -141,6 +144,8 @@ export class DriverPool {
   async sync(directory: TenantDirectory): Promise<void> {
     const wanted = new Map<string, KmsConfig>();
     for (const config of directory.configs()) wanted.set(slotKey(config), config);
+    const ids = new Set([...directory.configs()].map((c) => c.id));
+    for (const id of this.#isolations.keys()) if (!ids.has(id)) this.#isolations.delete(id);
 
     const starting: Promise<unknown>[] = [];
     for (const [key, config] of wanted) {
@@ -159,18 +164,30 @@ export class DriverPool {
     }
   }
 
-  /** The driver for `config`, ready to call; throws a classified KmsError when it cannot start. */
+  /**
+   * The driver for `config`, ready to call, behind the config's own concurrency limit,
+   * queue and unwrap coalescing; throws a classified KmsError when it cannot start.
+   */
   async driverFor(config: KmsConfig): Promise<KmsDriver> {
     const slot = this.#slots.get(slotKey(config));
     if (!slot || slot.state === 'closed') throw new KmsError('unreachable', 'the KMS driver for this configuration is shutting down');
-    if (slot.state === 'ready' && slot.driver) return this.#tracked(slot, slot.driver);
+    if (slot.state === 'ready' && slot.driver) return this.#isolation(config).wrapDriver(this.#tracked(slot, slot.driver));
     if (slot.state === 'failed' && slot.error && Date.now() - slot.failedAt < this.#retryInitMs) throw slot.error;
     try {
-      return this.#tracked(slot, await slot.boot());
+      return this.#isolation(config).wrapDriver(this.#tracked(slot, await slot.boot()));
     } catch (err) {
       this.#logStartFailure(config, err);
       throw err;
     }
+  }
+
+  /** One isolation per config id, kept while its policy stays the same. */
+  #isolation(config: KmsConfig): ConfigIsolation {
+    const current = this.#isolations.get(config.id);
+    if (current && current.policy.limit === config.concurrency.limit && current.policy.queue === config.concurrency.queue) return current;
+    const made = new ConfigIsolation(config.id, config.provider, config.concurrency, this.#options.metrics);
+    this.#isolations.set(config.id, made);
+    return made;
   }
 
   status(): PoolStatus {

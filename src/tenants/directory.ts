@@ -3,6 +3,7 @@
  * tenants file. A reload builds a new snapshot; nothing mutates one in place.
  */
 import { DEFAULT_QUEUE, DEFAULT_ROUTE, type AuditPlan, type AuditRoute } from '../audit/plan.js';
+import type { ConcurrencyPolicy } from '../kms/isolation.js';
 import type { AwsSettings, AzureSettings, GcpSettings, KmsConfigStatus, LocalSettings, Pkcs11Settings } from '../config/schema.js';
 
 export interface LeasePolicy {
@@ -25,6 +26,8 @@ interface KmsConfigBase {
   readonly leasing: LeasePolicy | undefined;
   /** Stable digest of the settings that shape the driver: equal digests may share one. */
   readonly fingerprint: string;
+  /** Calls in flight and waiting for this config (isolation from other tenants' KMSs). */
+  readonly concurrency: ConcurrencyPolicy;
 }
 
 export interface LocalKmsConfig extends KmsConfigBase {
