@@ -55,6 +55,8 @@ export class SinkQueue {
   #head = 0;
   #inflight = 0;
   #pump: Promise<void> | undefined;
+  /** True while #run loops; cleared by #run itself, in the same tick as its last check of the queue. */
+  #running = false;
   #wake: (() => void) | undefined;
   #draining = false;
   #stopped = false;
@@ -90,9 +92,13 @@ export class SinkQueue {
       return false;
     }
     this.#queue.push(event);
-    this.#pump ??= this.#run().finally(() => {
-      this.#pump = undefined;
-    });
+    // Not `#pump ??= ...` with the reset in a .finally(): between the loop's last look at
+    // the queue and that callback, an offered event would find #pump still set and wait
+    // for the next offer.
+    if (!this.#running) {
+      this.#running = true;
+      this.#pump = this.#run();
+    }
     this.#wake?.();
     return true;
   }
@@ -125,14 +131,18 @@ export class SinkQueue {
   }
 
   async #run(): Promise<void> {
-    while (!this.#stopped && this.#queue.length > this.#head) {
-      const waiting = this.#queue.length - this.#head;
-      if (this.#policy.lingerMs > 0 && waiting < this.#policy.batchSize && !this.#draining) {
-        await this.#sleep(this.#policy.lingerMs, () => this.#queue.length - this.#head >= this.#policy.batchSize || this.#draining);
+    try {
+      while (!this.#stopped && this.#queue.length > this.#head) {
+        const waiting = this.#queue.length - this.#head;
+        if (this.#policy.lingerMs > 0 && waiting < this.#policy.batchSize && !this.#draining) {
+          await this.#sleep(this.#policy.lingerMs, () => this.#queue.length - this.#head >= this.#policy.batchSize || this.#draining);
+        }
+        const batch = this.#take();
+        await this.#deliver(batch);
+        this.#inflight = 0;
       }
-      const batch = this.#take();
-      await this.#deliver(batch);
-      this.#inflight = 0;
+    } finally {
+      this.#running = false;
     }
   }
 

@@ -85,6 +85,22 @@ describe('audit sink queue', () => {
     assert.equal(transport.closed, true);
   });
 
+  it('an event offered just as the delivery loop finishes is not stranded (found by the HTTP fuzz tests)', async () => {
+    const metrics = createMetrics({ processMetrics: false });
+    const transport: Transport = { send: async () => undefined, close: async () => undefined };
+    const q = queue(transport, metrics, { size: 100_000 });
+    // Offers at every microtask distance from the loop's end: one of them lands between the
+    // loop's last look at the queue and the moment it counts as stopped.
+    for (let i = 0; i < 400; i++) {
+      q.offer(event(i));
+      for (let k = 0; k < i % 12; k++) await Promise.resolve();
+    }
+    await sleep(50);
+    assert.equal(q.depth, 0, 'nothing left waiting');
+    assert.equal((await auditCounts(metrics, 'http')).delivered, 400);
+    await q.close(1000);
+  });
+
   it('linger holds a batch until it fills or the linger ends', async () => {
     const metrics = createMetrics({ processMetrics: false });
     const transport = new ScriptedTransport();
