@@ -17,7 +17,7 @@ import { KMS_ERRORS, UNWRAP_ERRORS, WRAP_ERRORS } from './route-errors.js';
 import { Errors, KeywardError, isKeywardError } from '../errors.js';
 import type { ItemFailure, KeyService, RequestMetadata } from '../envelope/keys.js';
 import type { Metrics } from '../metrics.js';
-import { Edek, TenantId } from './schemas.js';
+import { Edek, StringMap, TenantId } from './schemas.js';
 import { countedFailures, type RouteSpec } from './v1.js';
 
 const MAX_ID = 256;
@@ -38,7 +38,8 @@ const IclFields = Type.Object(
 
 const CustomFields = Type.Optional(
   Nullable(
-    Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 }), {
+    StringMap(Type.String({ maxLength: 1024 }), {
+      keyMaxLength: 128,
       maxProperties: 64,
       description: 'Free-form string fields; null is accepted.',
     }),
@@ -62,7 +63,7 @@ const DocumentBatchWrapBody = body(
 );
 const DocumentUnwrapBody = body({ encryptedDocumentKey: Edek }, 'Unwrap a document key.');
 const DocumentBatchUnwrapBody = body(
-  { edeks: Type.Record(Type.String({ minLength: 1, maxLength: MAX_ID }), Edek, { description: 'EDEKs by document id.' }) },
+  { edeks: StringMap(Edek, { keyMinLength: 1, keyMaxLength: MAX_ID, description: 'EDEKs by document id.' }) },
   'Unwrap many document keys.',
 );
 const DocumentRekeyBody = body(
@@ -75,7 +76,8 @@ const SecurityEventBody = body(
 );
 const DeriveBody = body(
   {
-    paths: Type.Record(Type.String({ maxLength: 1024 }), Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 1000 }), {
+    paths: StringMap(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 1000 }), {
+      keyMaxLength: 1024,
       maxProperties: 1000,
       description: 'Derivation paths by secret path.',
     }),
@@ -87,7 +89,7 @@ const DeriveBody = body(
 const DerivedKeyItem = Type.Object({ derivedKey: Type.String({ contentEncoding: 'base64' }), tenantSecretId: Type.Integer(), current: Type.Boolean() });
 const DeriveResponse = Type.Object({
   hasPrimaryConfig: Type.Boolean(),
-  derivedKeys: Type.Record(Type.String(), Type.Record(Type.String(), Type.Array(DerivedKeyItem))),
+  derivedKeys: StringMap(StringMap(Type.Array(DerivedKeyItem))),
 });
 
 const ReportOperationsBody = Type.Object(
@@ -96,13 +98,13 @@ const ReportOperationsBody = Type.Object(
     iclFields: Type.Optional(IclFields),
     customFields: CustomFields,
     timestampMillis: Type.Optional(Nullable(Type.Number())),
-    operations: Type.Record(
-      Type.String({ maxLength: 100_000 }),
+    operations: StringMap(
       Type.Object(
-        { wraps: Type.Optional(Type.Integer({ minimum: 0 })), unwraps: Type.Optional(Type.Integer({ minimum: 0 })) },
+        // Bounded: the totals go into counters, and a sum must stay a finite number.
+        { wraps: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e9 })), unwraps: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e9 })) },
         { additionalProperties: true },
       ),
-      { description: 'Per EDEK, how many wraps and unwraps the client did with its cached key.' },
+      { keyMaxLength: 100_000, maxProperties: 100_000, description: 'Per EDEK, how many wraps and unwraps the client did with its cached key.' },
     ),
   },
   { additionalProperties: true, description: 'Operations a client did with cached keys; counted.' },
@@ -113,8 +115,8 @@ const EdekOut = Type.String({ contentEncoding: 'base64', description: 'The EDEK,
 const ErrorItem = Type.Object({ code: Type.Integer(), message: Type.String() });
 const WrapResponse = Type.Object({ dek: Dek, edek: EdekOut });
 const UnwrapResponse = Type.Object({ dek: Dek });
-const BatchWrapResponse = Type.Object({ keys: Type.Record(Type.String(), WrapResponse), failures: Type.Record(Type.String(), ErrorItem) });
-const BatchUnwrapResponse = Type.Object({ keys: Type.Record(Type.String(), UnwrapResponse), failures: Type.Record(Type.String(), ErrorItem) });
+const BatchWrapResponse = Type.Object({ keys: StringMap(WrapResponse), failures: StringMap(ErrorItem) });
+const BatchUnwrapResponse = Type.Object({ keys: StringMap(UnwrapResponse), failures: StringMap(ErrorItem) });
 
 
 export const COMPAT_ROUTES: readonly RouteSpec[] = [

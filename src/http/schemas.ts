@@ -2,7 +2,26 @@
  * Request and response schemas of the native API. One definition gives request
  * validation, response serialization, the OpenAPI document and the handler types.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
+
+/**
+ * A JSON object used as a map (ids → values). Not TypeBox's Record: its key pattern
+ * `^(.*)$` does not match keys that contain a line break, so such keys would skip request
+ * validation and be dropped from answers by the serializer (found by the fuzz tests).
+ * Every key is checked with `propertyNames`, every value with `additionalProperties`.
+ */
+export function StringMap<T extends TSchema>(
+  value: T,
+  options: { keyMinLength?: number; keyMaxLength?: number; maxProperties?: number; description?: string } = {},
+): TUnsafe<Record<string, Static<T>>> {
+  const { keyMinLength, keyMaxLength, ...rest } = options;
+  return Type.Unsafe<Record<string, Static<T>>>({
+    type: 'object',
+    propertyNames: { type: 'string', ...(keyMinLength !== undefined ? { minLength: keyMinLength } : {}), ...(keyMaxLength !== undefined ? { maxLength: keyMaxLength } : {}) },
+    additionalProperties: value,
+    ...rest,
+  });
+}
 
 const MAX_ID = 256;
 /** Base64 of an EDEK: up to 64 KiB of protobuf. */
@@ -31,7 +50,8 @@ export const Metadata = Type.Object(
     objectId: Type.Optional(Type.String({ maxLength: MAX_ID, description: 'Id of the object the key protects.' })),
     requestId: Type.Optional(Type.String({ maxLength: MAX_ID, description: 'Caller request id, for correlation.' })),
     custom: Type.Optional(
-      Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 }), {
+      StringMap(Type.String({ maxLength: 1024 }), {
+        keyMaxLength: 128,
         maxProperties: 64,
         description: 'Free-form string fields (at most 64) carried into logs and audit events.',
       }),
@@ -69,7 +89,9 @@ export const BatchGenerateBody = body(
 export const BatchUnwrapBody = body(
   {
     tenantId: TenantId,
-    edeks: Type.Record(Type.String({ minLength: 1, maxLength: MAX_ID }), Edek, {
+    edeks: StringMap(Edek, {
+      keyMinLength: 1,
+      keyMaxLength: MAX_ID,
       description: 'EDEKs by caller id; at most KEYWARD_BATCH_LIMIT (default 1000).',
     }),
     metadata: Metadata,
@@ -99,12 +121,12 @@ export const GenerateResponse = Type.Object({ dek: DekOut, edek: EdekOut });
 export const WrapResponse = Type.Object({ edek: EdekOut });
 export const UnwrapResponse = Type.Object({ dek: DekOut });
 export const RewrapResponse = Type.Object({ edek: EdekOut });
-const Failures = Type.Record(Type.String(), ErrorBody, { description: 'Per-item failures by id; always present.' });
+const Failures = StringMap(ErrorBody, { description: 'Per-item failures by id; always present.' });
 export const BatchGenerateResponse = Type.Object({
-  keys: Type.Record(Type.String(), GenerateResponse, { description: 'Generated keys by id; always present.' }),
+  keys: StringMap(GenerateResponse, { description: 'Generated keys by id; always present.' }),
   failures: Failures,
 });
 export const BatchUnwrapResponse = Type.Object({
-  keys: Type.Record(Type.String(), UnwrapResponse, { description: 'Unwrapped keys by id; always present.' }),
+  keys: StringMap(UnwrapResponse, { description: 'Unwrapped keys by id; always present.' }),
   failures: Failures,
 });
