@@ -29,11 +29,10 @@ export async function readTlsOptions(files: TlsFiles): Promise<TlsServerOptions>
       throw new Error(`cannot read the TLS ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   };
-  const [cert, key, ca] = await Promise.all([
-    read(files.certFile, 'certificate (KEYWARD_TLS_CERT)'),
-    read(files.keyFile, 'key (KEYWARD_TLS_KEY)'),
-    files.clientCaFile === undefined ? undefined : read(files.clientCaFile, 'client CA bundle (KEYWARD_TLS_CLIENT_CA)'),
-  ]);
+  // One after the other, so that the first missing file is the one reported, every time.
+  const cert = await read(files.certFile, 'certificate (KEYWARD_TLS_CERT)');
+  const key = await read(files.keyFile, 'key (KEYWARD_TLS_KEY)');
+  const ca = files.clientCaFile === undefined ? undefined : await read(files.clientCaFile, 'client CA bundle (KEYWARD_TLS_CLIENT_CA)');
   const options: TlsServerOptions = { cert, key, ...(ca ? { ca } : {}), requestCert: ca !== undefined, rejectUnauthorized: ca !== undefined };
   try {
     createSecureContext(options);
