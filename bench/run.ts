@@ -247,24 +247,37 @@ async function p99At80(ctx: Ctx, s: Scenario, maxRps: number): Promise<RateResul
   const { options, keyward } = ctx;
   const targetRps = Math.max(1, Math.round(0.8 * maxRps));
   let start = 0;
+  let foreign: (() => number | undefined) | undefined;
+  let acOther: number | undefined;
   const ac = await closedLoop(
     keyward.url,
     s.requests,
     API_KEY,
     { connections: options.connections, pipelining: options.pipelining, warmupS: Math.min(options.warmupS, 2), durationS: options.rateDurationS, overallRate: targetRps },
-    { start: () => (start = nowUs()), end: () => undefined },
+    {
+      start: () => {
+        start = nowUs();
+        foreign = foreignCpu([keyward.pid, ctx.ceiling.pid]);
+      },
+      end: () => {
+        acOther = foreign?.();
+      },
+    },
   );
   ctx.windows.push({ label: `${s.id} at 80% (autocannon overallRate ${targetRps} req/s)`, startUs: start, endUs: nowUs(), scenario: `${s.id}@80%`, requests: ac.ok });
   const url = new URL(keyward.url);
   const warm = Math.min(options.warmupS, 2);
   const pacedStart = nowUs();
+  const pacedForeign = foreignCpu([keyward.pid, ctx.ceiling.pid]);
   const pc = await paced(s.requests, API_KEY, { host: url.hostname, port: Number(url.port), rate: targetRps, seconds: options.rateDurationS + warm, warmupS: warm, connections: options.connections });
+  const pcOther = pacedForeign();
   ctx.windows.push({ label: `${s.id} at 80% (paced ${targetRps} req/s)`, startUs: pacedStart + warm * 1e6, endUs: nowUs(), scenario: `${s.id}@80%-paced`, requests: pc.ok });
   await drainAudit(keyward);
   ctx.leasedOps += (ac.ok + ac.warmupOk + pc.ok + pc.warmupOk) * s.keys;
-  log(`  autocannon overallRate ${targetRps}: ${ac.rps.toFixed(0)} req/s, p50 ${ac.latency.p50.toFixed(2)} ms, p99 ${ac.latency.p99.toFixed(2)} ms (autocannon's own p99 ${ac.autocannon?.p99} ms)`);
-  log(`  paced open-loop ${targetRps}:        ${pc.rps.toFixed(0)} req/s, p50 ${pc.latency.p50.toFixed(2)} ms, p99 ${pc.latency.p99.toFixed(2)} ms, unanswered ${pc.unanswered}`);
-  return { scenario: s.id, maxRps, targetRps, autocannon: ac, paced: pc };
+  const other = (v: number | undefined): string => (v !== undefined && v >= FOREIGN_WARN ? `  !! other processes used ${v.toFixed(0)}% CPU meanwhile` : '');
+  log(`  autocannon overallRate ${targetRps}: ${ac.rps.toFixed(0)} req/s, p50 ${ac.latency.p50.toFixed(2)} ms, p99 ${ac.latency.p99.toFixed(2)} ms (autocannon's own p99 ${ac.autocannon?.p99} ms)${other(acOther)}`);
+  log(`  paced open-loop ${targetRps}:        ${pc.rps.toFixed(0)} req/s, p50 ${pc.latency.p50.toFixed(2)} ms, p99 ${pc.latency.p99.toFixed(2)} ms, unanswered ${pc.unanswered}${other(pcOther)}`);
+  return { scenario: s.id, maxRps, targetRps, autocannon: ac, paced: pc, foreignCpuPercent: { autocannon: acOther, paced: pcOther } };
 }
 
 async function main(): Promise<void> {
@@ -278,6 +291,17 @@ async function main(): Promise<void> {
   }
   if (options.help) {
     log(USAGE);
+    return;
+  }
+  if (options.render) {
+    const bench = JSON.parse(readFileSync(options.render, 'utf8')) as BenchResults;
+    const sorted = ordered(bench, SCENARIO_IDS);
+    const base = options.render.replace(/\.json$/, '');
+    const name = base.slice(base.lastIndexOf('/') + 1);
+    if (sorted.length > 0) await writeFile(`${base}.svg`, chart(bench, sorted));
+    else await rm(`${base}.svg`, { force: true });
+    await writeFile(`${base}.md`, markdown(bench, sorted, `${name}.svg`));
+    log(`Rewrote ${base}.md${sorted.length > 0 ? ' and .svg' : ''}`);
     return;
   }
   const info = machine();
@@ -305,9 +329,18 @@ async function main(): Promise<void> {
 
   // 2. Servers and material.
   const setupStarted = performance.now();
-  const dir = await mkdtemp(join(tmpdir(), 'keyward-bench-'));
   let keyward: KeywardChild | undefined;
   let ceiling: Child | undefined;
+  const dir = await mkdtemp(join(tmpdir(), 'keyward-bench-'));
+  // Interrupted (Ctrl-C, kill): stop the children and remove the temp dir rather than leave them behind.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    log('', `!! ${signal}: stopping Keyward and the ceiling; no results written`);
+    for (const c of [keyward, ceiling]) if (c && c.child.exitCode === null) c.child.kill('SIGKILL');
+    void rm(dir, { recursive: true, force: true }).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  process.once('SIGHUP', interrupted);
   try {
     keyward = await startKeyward({ dir, tsx: useTsx, cpuProf: options.cpuProf, audit: options.audit });
     const auditWhere = options.audit === 'null' ? '/dev/null' : `a file in the temp dir (${keyward.stdoutPath}), truncated after each scenario`;
@@ -365,7 +398,8 @@ async function main(): Promise<void> {
     let soakResult: SoakResult | undefined;
     const soakStarted = performance.now();
     if (options.soakMinutes > 0) {
-      const soakRate = options.soakRate ?? (unwrap ? Math.round(unwrap.keyward.rps * 0.5) : 2000);
+      // The mix averages ~11 keys a request (two batches of 100 in 20): a quarter of the single-unwrap maximum is a steady, not saturating, load.
+      const soakRate = options.soakRate ?? (unwrap ? Math.round(unwrap.keyward.rps * 0.25) : 500);
       log('', `Memory soak: ${options.soakMinutes} min of steady leased load at ${soakRate} req/s (open loop), RSS sampled every 5 s`);
       const k = keyward;
       soakResult = await soak(k, all, { minutes: options.soakMinutes, rate: soakRate, connections: options.connections, sampleEveryS: 5, drainAudit: async () => {
@@ -430,7 +464,7 @@ async function main(): Promise<void> {
         connections: options.connections,
         pipelining: options.pipelining,
         batchConnections: options.batchConnections,
-        keyward: keyward.argv.join(' ').replace(REPO, ''),
+        keyward: keyward.argv.join(' ').replaceAll(REPO, ''),
         ceiling: 'bench/ceiling-server.ts: bare Fastify, one POST route per scenario answering the recorded Keyward answer, no auth/validation/crypto/metrics, logging off',
         auditStdout: options.audit === 'null' ? '/dev/null' : 'a file (truncated per scenario)',
         notes,
@@ -451,9 +485,10 @@ async function main(): Promise<void> {
     await mkdir(RESULTS, { recursive: true });
     const base = join(RESULTS, options.out);
     await writeFile(`${base}.json`, `${JSON.stringify(bench, null, 2)}\n`);
-    await writeFile(`${base}.svg`, chart(bench, sorted));
+    if (sorted.length > 0) await writeFile(`${base}.svg`, chart(bench, sorted));
+    else await rm(`${base}.svg`, { force: true });
     await writeFile(`${base}.md`, markdown(bench, sorted, `${options.out}.svg`));
-    log(`Wrote bench/results/${options.out}.json, .md and .svg in ${since(started).toFixed(0)} s in all`);
+    log(`Wrote bench/results/${options.out}.json, .md${sorted.length > 0 ? ' and .svg' : ''} in ${since(started).toFixed(0)} s in all`);
   } finally {
     await keyward?.stop();
     await ceiling?.stop();

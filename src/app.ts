@@ -6,7 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ProcessConfig } from './config/env.js';
 import { KeyService, type AuditRecorder, type KeySource } from './envelope/keys.js';
-import { answeredCode, errorHandler, notFoundHandler } from './http/errors.js';
+import { answeredCode, badUrlHandler, errorHandler, notFoundHandler } from './http/errors.js';
 import { apiKeyHook, tenantScopeHook, type ApiKey } from './http/auth.js';
 import { readTlsOptions, watchTls } from './http/tls.js';
 import type { Server as HttpsServer } from 'node:https';
@@ -75,6 +75,12 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
     forceCloseConnections: 'idle',
     // A client configured with a trailing slash ("http://keyward:7777/") asks for //api/1/...
     routerOptions: { ignoreDuplicateSlashes: true },
+    // A path that is not valid percent-encoding (FST_ERR_BAD_URL) never reaches a route: it is answered in
+    // Keyward's own {code, message} shape like every other error, not with Fastify's body.
+    frameworkErrors: (error, request, reply): void => {
+      if (error.code === 'FST_ERR_BAD_URL') void badUrlHandler(request, reply);
+      else void errorHandler(error, request, reply);
+    },
   });
   const routes: RegisteredRoute[] = [];
   const record = (route: { method: string | string[]; url: string; schema?: { body?: unknown } }): void => {

@@ -42,7 +42,7 @@ export const Errors = Object.freeze({
   BATCH_TOO_LARGE: spec('BATCH_TOO_LARGE', 102, 413, 'A batch has more items than KEYWARD_BATCH_LIMIT.'),
   API_KEY_TENANT_FORBIDDEN: spec('API_KEY_TENANT_FORBIDDEN', 104, 403, 'The API key is valid but scoped to other tenants (KEYWARD_API_KEY_TENANTS, or the tenants file\'s apiKeys): it may not act for the tenantId (or the newTenantId of a rekey) in the request.'),
   API_KEY_TENANT_FORBIDDEN_SDK: spec('API_KEY_TENANT_FORBIDDEN_SDK', 101, 403, 'API_KEY_TENANT_FORBIDDEN as /api/1 answers it: the tenant-security SDKs know 101 and keep its message (104 would reach their users as "status code outside of recognized range").'),
-  ROUTE_NOT_FOUND: spec('ROUTE_NOT_FOUND', 103, 404, 'No such route or method (Keyward extension; not part of the tenant-security wire API).'),
+  ROUTE_NOT_FOUND: spec('ROUTE_NOT_FOUND', 103, 404, 'No such route or method, or a URL path that is not valid percent-encoding (Keyward extension; not part of the tenant-security wire API).'),
   NO_PRIMARY_KMS_CONFIGURATION: spec('NO_PRIMARY_KMS_CONFIGURATION', 200, 409, 'The tenant has no primary KMS configuration, so nothing new can be wrapped for it.'),
   UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS: spec('UNKNOWN_TENANT_OR_NO_ACTIVE_KMS_CONFIGURATIONS', 201, 404, 'The tenant is not configured, or has no KMS configuration that can serve the request.'),
   KMS_CONFIGURATION_DISABLED: spec('KMS_CONFIGURATION_DISABLED', 202, 403, 'The EDEK was made under a KMS configuration that is now disabled.'),

@@ -24,7 +24,7 @@ export interface BenchOptions {
   readonly cpuProf: boolean;
   /** Minutes of the memory soak; 0 = off. */
   readonly soakMinutes: number;
-  /** Requests/s of the soak's steady load; undefined = half the measured leased-unwrap maximum (or 2000). */
+  /** Requests/s of the soak's steady load; undefined = a quarter of the measured leased-unwrap maximum (or 500). */
   readonly soakRate: number | undefined;
   /** Where the child's stdout (the audit events) goes. */
   readonly audit: 'file' | 'null';
@@ -36,6 +36,8 @@ export interface BenchOptions {
   readonly retries: number;
   /** Seconds to wait at the start for other processes to leave the CPUs alone. */
   readonly waitQuietS: number;
+  /** Re-render the .md and .svg of an existing results JSON, and run nothing. */
+  readonly render: string | undefined;
   readonly help: boolean;
 }
 
@@ -50,14 +52,15 @@ export const USAGE = `npm run bench [-- options]
   --batch-connections <n> connections, batch scenarios       (BENCH_BATCH_CONNECTIONS; default 8)
   --scenarios <a,b,...>   only these scenario ids ("none" for none; see the list printed at start)
   --soak <minutes>        memory soak after the scenarios    (BENCH_SOAK; default off)
-  --soak-rate <req/s>     steady rate of the soak            (BENCH_SOAK_RATE; default half the leased-unwrap max)
+  --soak-rate <req/s>     steady rate of the soak            (BENCH_SOAK_RATE; default a quarter of the leased-unwrap max, else 500)
   --cpu-prof              profile the Keyward child (--cpu-prof into bench/results/profiles) and analyse it
   --audit <file|null>     where the child's stdout audit events go (default file, truncated per scenario)
   --no-build              use dist/ as it is;  --build: always rebuild (default: always; quick: when src/ is newer)
   --tsx                   run Keyward from src/ through tsx (not representative; for when dist cannot build)
-  --retries <n>           run a scenario again (up to n times) when other processes took >= 25% of a core meanwhile (BENCH_RETRIES; default 1)
+  --retries <n>           run a scenario again (up to n times) when other processes took >= 25% of a core meanwhile (BENCH_RETRIES; default 1, quick 0)
   --wait-quiet <s>        before the run and each scenario, wait up to s seconds for other processes to go quiet (BENCH_WAIT_QUIET; default 0)
   --out <name>            results base name under bench/results (default latest; quick: quick; partial runs: partial)
+  --render <results.json> only rewrite the .md and .svg of an existing results file (e.g. after a report change)
   --help`;
 
 function numberOf(name: string, raw: string | undefined, fallback: number, min: number): number {
@@ -73,7 +76,7 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     const arg = argv[i]!;
     if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}"\n\n${USAGE}`);
     const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
-    const valued = ['duration', 'warmup', 'rate-duration', 'connections', 'pipelining', 'batch-connections', 'scenarios', 'soak', 'soak-rate', 'audit', 'out', 'wait-quiet', 'retries'];
+    const valued = ['duration', 'warmup', 'rate-duration', 'connections', 'pipelining', 'batch-connections', 'scenarios', 'soak', 'soak-rate', 'audit', 'out', 'wait-quiet', 'retries', 'render'];
     const boolean = ['quick', 'no-build', 'build', 'tsx', 'cpu-prof', 'help'];
     if (valued.includes(name)) {
       const value = inline ?? argv[++i];
@@ -118,8 +121,9 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     soakRate: soakRateText === undefined ? undefined : numberOf('--soak-rate', soakRateText, 0, 1),
     audit,
     out,
-    retries: Math.round(numberOf('--retries', text('retries', 'BENCH_RETRIES'), 1, 0)),
+    retries: Math.round(numberOf('--retries', text('retries', 'BENCH_RETRIES'), quick ? 0 : 1, 0)),
     waitQuietS: numberOf('--wait-quiet', text('wait-quiet', 'BENCH_WAIT_QUIET'), 0, 0),
+    render: typeof flags.get('render') === 'string' ? (flags.get('render') as string) : undefined,
     help: flags.has('help'),
   };
 }

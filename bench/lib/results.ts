@@ -43,6 +43,7 @@ export interface RateResult {
   readonly autocannon: LoadResult;
   /** The open-loop paced generator at the same rate. */
   readonly paced: PacedResult;
+  readonly foreignCpuPercent: { readonly autocannon: number | undefined; readonly paced: number | undefined };
 }
 
 export interface SoakSample {
@@ -67,13 +68,16 @@ export interface SoakResult {
   readonly leasedOps: number;
   readonly kmsCalls: number;
   readonly audit: AuditFigures;
+  /** CPU of other processes on the machine during the soak, average percent of one core. */
+  readonly foreignCpuPercent: number | undefined;
 }
 
 export interface Target {
   readonly name: string;
   readonly goal: string;
   readonly value: string;
-  readonly status: 'PASS' | 'MISS' | 'NOT RUN';
+  /** `(short)`: measured, but over less than the target names (a soak under 10 minutes). */
+  readonly status: 'PASS' | 'MISS' | 'NOT RUN' | 'PASS (short)' | 'MISS (short)';
   /** How far: e.g. "0.74× of 0.80× (needs +8%)". */
   readonly gap: string;
 }

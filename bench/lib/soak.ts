@@ -3,7 +3,7 @@
  * child's RSS (VmRSS) sampled every few seconds; growth is measured from the first
  * sample after the warm-up to the last.
  */
-import { API_KEY, metricSum, rssBytes, scrape, type KeywardChild } from './processes.js';
+import { API_KEY, foreignCpu, metricSum, rssBytes, scrape, type KeywardChild } from './processes.js';
 import { paced, type BenchRequest } from './load.js';
 import type { SoakResult, SoakSample } from './results.js';
 import type { Scenario } from './scenarios.js';
@@ -55,6 +55,8 @@ export async function soak(keyward: KeywardChild, scenarios: readonly Scenario[]
   const warmupS = Math.min(120, Math.max(15, Math.round(seconds * 0.1)));
   const samples: SoakSample[] = [];
   const before = await scrape(keyward);
+  // The ceiling is idle during the soak; everything but the bench and Keyward counts as other.
+  const foreign = foreignCpu([keyward.pid]);
   const url = new URL(keyward.url);
   let auditBytes = 0;
   let lastSample = -Infinity;
@@ -86,6 +88,7 @@ export async function soak(keyward: KeywardChild, scenarios: readonly Scenario[]
     },
   });
   await sample(seconds);
+  const foreignCpuPercent = foreign();
   const after = await scrape(keyward);
   const post = samples.filter((s) => s.elapsedS >= warmupS);
   const first = post[0] ?? samples[0]!;
@@ -110,6 +113,7 @@ export async function soak(keyward: KeywardChild, scenarios: readonly Scenario[]
     load,
     leasedOps: Math.round((load.ok + load.warmupOk) * keysPerRequest),
     kmsCalls: metricSum(after, 'keyward_kms_requests_total') - metricSum(before, 'keyward_kms_requests_total'),
+    foreignCpuPercent,
     audit: {
       stdoutBytes: auditBytes,
       emitted: metricSum(after, 'keyward_audit_events_emitted_total') - metricSum(before, 'keyward_audit_events_emitted_total'),

@@ -28,6 +28,18 @@ export class DeliveryError extends Error {
   }
 }
 
+/**
+ * Serializes a batch for a transport. A batch that cannot be serialized (JSON.stringify throws, e.g. on a
+ * structure nested beyond the stack) would fail the same way on every retry: it is dropped as rejected.
+ */
+export function serializeBatch<T>(encode: () => T): T {
+  try {
+    return encode();
+  } catch (err) {
+    throw new DeliveryError(`an audit event cannot be serialized (${err instanceof Error ? err.name : 'error'}); the batch is dropped`, { retryable: false, cause: err });
+  }
+}
+
 export interface Transport {
   /** Delivers the batch, or throws (a DeliveryError, or anything else: treated as retryable). */
   send(batch: readonly AuditEvent[], signal: AbortSignal): Promise<void>;

@@ -201,19 +201,23 @@ export class DerivationService {
         unwrapped.push({ secret, ...(await this.#secret(tenantId, secret)) });
       }
       audit();
-      const derivedKeys: Record<string, Record<string, DerivedKey[]>> = {};
-      for (const [secretPath, derivationPaths] of Object.entries(request.paths)) {
-        const byPath: Record<string, DerivedKey[]> = {};
-        for (const derivationPath of derivationPaths) {
-          byPath[derivationPath] = unwrapped.map(({ secret, key }) => {
-            const derived = deriveKey(key, request.derivationType as DerivationType, request.secretType, secretPath, derivationPath);
-            const out = { derivedKey: derived.toString('base64'), tenantSecretId: secret.id, current: secret.state === 'current' };
-            derived.fill(0);
-            return out;
-          });
-        }
-        derivedKeys[secretPath] = byPath;
-      }
+      // Maps built with Object.fromEntries: own properties whatever the path (even "__proto__").
+      const derivedKeys: Record<string, Record<string, DerivedKey[]>> = Object.fromEntries(
+        Object.entries(request.paths).map(([secretPath, derivationPaths]) => [
+          secretPath,
+          Object.fromEntries(
+            derivationPaths.map((derivationPath) => [
+              derivationPath,
+              unwrapped.map(({ secret, key }) => {
+                const derived = deriveKey(key, request.derivationType as DerivationType, request.secretType, secretPath, derivationPath);
+                const out = { derivedKey: derived.toString('base64'), tenantSecretId: secret.id, current: secret.state === 'current' };
+                derived.fill(0);
+                return out;
+              }),
+            ]),
+          ),
+        ]),
+      );
       return { hasPrimaryConfig: tenant.primary !== undefined, derivedKeys };
     } finally {
       for (const u of unwrapped) u.release();

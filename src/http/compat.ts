@@ -253,6 +253,13 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
   return {
     compatDeriveWithSecretPath: async (request) => {
       const body = request.body as CompatMetadata & { paths: Record<string, string[]>; derivationType: string; secretType: string };
+      // Every derivation path is one derivation (per live secret): the batch limit bounds their total, so one
+      // request cannot hold the event loop for seconds.
+      let total = 0;
+      for (const list of Object.values(body.paths)) total += list.length;
+      if (total > batchLimit) {
+        throw new KeywardError(Errors.BATCH_TOO_LARGE, `a derivation request holds at most ${batchLimit} derivation paths in all (got ${total})`);
+      }
       return derivation.derive(body.tenantId, body, meta(body));
     },
     compatDocumentWrap: async (request) => {
@@ -267,8 +274,8 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
         throw new KeywardError(Errors.INVALID_REQUEST_BODY, 'documentIds must be unique');
       }
       const result = await keys.batchGenerate(body.tenantId, body.documentIds, meta(body));
-      const out: Record<string, { dek: string; edek: string }> = {};
-      for (const [id, key] of result.keys) out[id] = { dek: dekOut(key.dek), edek: key.edek };
+      // Own properties whatever the id (even "__proto__").
+      const out = Object.fromEntries(Array.from(result.keys, ([id, key]) => [id, { dek: dekOut(key.dek), edek: key.edek }]));
       return { keys: out, failures: countedFailures(sdkFailures(result.failures), metrics) };
     },
     compatDocumentUnwrap: async (request) => {
@@ -280,8 +287,7 @@ function handlers({ keys, derivation, events, metrics, batchLimit }: CompatOptio
       const entries = Object.entries(body.edeks);
       checkBatch(entries.length, batchLimit);
       const result = await keys.batchUnwrap(body.tenantId, new Map(entries), meta(body));
-      const out: Record<string, { dek: string }> = {};
-      for (const [id, dek] of result.keys) out[id] = { dek: dekOut(dek) };
+      const out = Object.fromEntries(Array.from(result.keys, ([id, dek]) => [id, { dek: dekOut(dek) }]));
       return { keys: out, failures: countedFailures(sdkFailures(result.failures), metrics) };
     },
     compatDocumentRekey: async (request) => {

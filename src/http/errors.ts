@@ -63,6 +63,11 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   return sendError(reply, mapped);
 }
 
+/** A path whose percent-encoding does not decode: no route can match it. */
+export function badUrlHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendError(reply, new KeywardError(Errors.ROUTE_NOT_FOUND, 'the URL path is not valid percent-encoding'));
+}
+
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   return sendError(reply, new KeywardError(Errors.ROUTE_NOT_FOUND, `no route ${request.method} ${request.url.split('?')[0]}`));
 }

@@ -175,8 +175,8 @@ function handlers({ keys, metrics, batchLimit }: V1Options): Record<string, Hand
       const unique = new Set(body.ids);
       if (unique.size !== body.ids.length) throw new KeywardError(Errors.INVALID_REQUEST_BODY, 'ids must be unique');
       const result = await keys.batchGenerate(body.tenantId, body.ids, meta(body.metadata));
-      const out: Record<string, { dek: string; edek: string }> = {};
-      for (const [id, key] of result.keys) out[id] = { dek: dekOut(key.dek), edek: key.edek };
+      // Object.fromEntries makes own properties: an id such as "__proto__" is kept, not swallowed by the prototype.
+      const out = Object.fromEntries(Array.from(result.keys, ([id, key]) => [id, { dek: dekOut(key.dek), edek: key.edek }]));
       return { keys: out, failures: countedFailures(result.failures, metrics) };
     },
     batchUnwrapKeys: async (request) => {
@@ -184,8 +184,7 @@ function handlers({ keys, metrics, batchLimit }: V1Options): Record<string, Hand
       const entries = Object.entries(body.edeks);
       checkBatch(entries.length, batchLimit);
       const result = await keys.batchUnwrap(body.tenantId, new Map(entries), meta(body.metadata));
-      const out: Record<string, { dek: string }> = {};
-      for (const [id, dek] of result.keys) out[id] = { dek: dekOut(dek) };
+      const out = Object.fromEntries(Array.from(result.keys, ([id, dek]) => [id, { dek: dekOut(dek) }]));
       return { keys: out, failures: countedFailures(result.failures, metrics) };
     },
   };

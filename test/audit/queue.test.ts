@@ -9,6 +9,8 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { DeliveryError, SinkQueue, type Transport } from '../../src/audit/queue.js';
+import { stdoutTransport } from '../../src/audit/sinks/stdout.js';
+import { PassThrough } from 'node:stream';
 import { createLogger } from '../../src/logger.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { auditCounts } from './counts.js';
@@ -146,6 +148,22 @@ describe('audit sink queue', () => {
     assert.deepEqual(transport.batches, [['event-0'], ['event-1', 'event-2']], 'the rejected batch is not sent again');
     assert.deepEqual(transport.delivered, ['event-1', 'event-2']);
     assert.deepEqual(await auditCounts(metrics, 'http'), { emitted: 3, delivered: 2, retried: 0, dropped: { rejected: 1 } });
+    await q.close(1000);
+  });
+
+  it('an event that cannot be serialized is dropped as rejected, not retried for ever, and the next ones are delivered', async () => {
+    const metrics = createMetrics({ processMetrics: false });
+    const out = new PassThrough();
+    let written = '';
+    out.on('data', (chunk: Buffer) => (written += chunk.toString('utf8')));
+    const q = queue(stdoutTransport(out), metrics, { batchSize: 1 });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    q.offer({ ...event(0), caller: { requestingId: 'test', custom: cyclic as never } });
+    q.offer(event(1));
+    await until(() => written.includes('event-1'), 'the next event written');
+    assert.ok(!written.includes('event-0'), 'nothing of the unserializable event is written');
+    assert.deepEqual(await auditCounts(metrics, 'http'), { emitted: 2, delivered: 1, retried: 0, dropped: { rejected: 1 } });
     await q.close(1000);
   });
 

@@ -14,7 +14,7 @@ import { rootCertificates } from 'node:tls';
 import { readSecret } from '../../config/secrets.js';
 import type { AuditEvent } from '../event.js';
 import type { HttpSinkSpec } from '../plan.js';
-import { DeliveryError, type Transport } from '../queue.js';
+import { DeliveryError, serializeBatch, type Transport } from '../queue.js';
 
 const MAX_ANSWER_BYTES = 4096;
 
@@ -54,7 +54,7 @@ export function httpTransport(spec: HttpSinkSpec, env: Readonly<Record<string, s
         }
         headers.authorization = `${spec.format === 'splunk-hec' ? 'Splunk' : 'Bearer'} ${token}`;
       }
-      const payload = Buffer.from(body(batch), 'utf8');
+      const payload = Buffer.from(serializeBatch(() => body(batch)), 'utf8');
       headers['content-length'] = String(payload.length);
       const options = { method: 'POST', headers, agent: await agentFor(), timeout: spec.timeoutMs, signal };
       const answer = await new Promise<{ status: number; retryAfter: string | undefined; text: string }>((resolve, reject) => {

@@ -4,14 +4,17 @@
  * from Keyward's own log lines on the same stream.
  */
 import type { Writable } from 'node:stream';
-import { DeliveryError, type Transport } from '../queue.js';
+import { DeliveryError, serializeBatch, type Transport } from '../queue.js';
 
 export function stdoutTransport(out: Writable): Transport {
   return {
     send: (batch) =>
       new Promise<void>((resolve, reject) => {
-        let text = '';
-        for (const event of batch) text += `${JSON.stringify(event)}\n`;
+        const text = serializeBatch(() => {
+          let lines = '';
+          for (const event of batch) lines += `${JSON.stringify(event)}\n`;
+          return lines;
+        });
         out.write(text, (err) => {
           if (err) reject(new DeliveryError(`writing to stdout failed: ${err.message}`, { retryable: true, cause: err }));
           else resolve();

@@ -14,7 +14,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import type { AuditEvent } from '../event.js';
 import type { SyslogSinkSpec } from '../plan.js';
-import { DeliveryError, type Transport } from '../queue.js';
+import { DeliveryError, serializeBatch, type Transport } from '../queue.js';
 
 const FACILITIES = {
   kern: 0, user: 1, mail: 2, daemon: 3, auth: 4, syslog: 5, lpr: 6, news: 7, uucp: 8, cron: 9, authpriv: 10, ftp: 11,
@@ -92,9 +92,12 @@ export function syslogTransport(spec: SyslogSinkSpec): Transport {
 
   return {
     async send(batch, signal) {
+      const data = serializeBatch(() => {
+        let frames = '';
+        for (const event of batch) frames += frame(syslogMessage(event, spec));
+        return frames;
+      });
       const s = await open(signal);
-      let data = '';
-      for (const event of batch) data += frame(syslogMessage(event, spec));
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => done(new Error(`the write did not complete within ${spec.timeoutMs} ms`)), spec.timeoutMs);
         const onClose = (): void => done(new Error('the receiver closed the connection'));
