@@ -3,7 +3,8 @@
  * values and with every example, every rendered object decoded strictly with the real
  * Kubernetes API types (tools/k8s-validate), the properties the chart promises (hardening,
  * probes, the tenants ConfigMap mounted as a directory for hot reload, the API key from a
- * Secret, scaling, monitoring, network policy, workload identity), values that
+ * Secret, TLS on the API port from Secrets mounted as directories, API keys scoped to
+ * tenants, scaling, monitoring, network policy, workload identity), values that
  * values.schema.json or the chart's own checks refuse, the sidecar example, and the chart
  * README's values table. helm and the validator come from scripts/provision/helm.sh.
  */
@@ -13,7 +14,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { loadProcessConfig } from '../../src/config/env.js';
+import { digestApiKey, loadProcessConfig } from '../../src/config/env.js';
 import { parseTenantsFile } from '../../src/config/tenants-file.js';
 import {
   CHART,
@@ -38,7 +39,10 @@ const EXAMPLES = readdirSync(join(CHART, 'examples'))
 const SIDECAR = join(CHART, 'examples', 'sidecar', 'payments-api.yaml');
 const example = (name: string): string => join(CHART, 'examples', name);
 const TENANTS_DIR = '/etc/keyward/tenants';
+const TLS_DIR = '/etc/keyward/tls';
+const CLIENT_CA_DIR = '/etc/keyward/tls-client-ca';
 const API_KEY = 'a-test-api-key-of-32-characters!';
+const TLS = ['--set', 'tls.enabled=true,tls.existingSecret=keyward-tls'];
 
 /** Every values set the chart is checked with: the defaults, each example, and one with every option on. */
 const KITCHEN_SINK = [
@@ -48,6 +52,8 @@ const KITCHEN_SINK = [
   '--set', 'apiKey.existingSecret=,apiKey.existingSecretKey2=',
   '--set-string', `apiKey.value=${API_KEY},apiKey.value2=${API_KEY.replace('a-test', 'b-test')}`,
   '--set', 'keyward.batchLimit=500,keyward.bodyLimit=1048576,keyward.kmsTimeout=3s,keyward.auditFlushTimeout=4s,keyward.configPoll=30s',
+  '--set', 'tls.enabled=true,tls.existingSecret=keyward-tls,tls.clientCa.existingSecret=keyward-client-ca',
+  '--set', 'apiKey.tenants={acme,acme-*}',
 ];
 const VALUE_SETS: readonly { readonly name: string; readonly args: readonly string[] }[] = [
   { name: 'default values', args: [] },
@@ -460,6 +466,113 @@ describe('Helm chart helm/keyward', () => {
     assert.ok(mounts.every((m) => m.readOnly === true || m.name === 'tmp' || m.name === 'hsm-state'), 'credentials and modules are mounted read-only');
   });
 
+  it('serves the API over TLS from the Secret mounted read-only as a directory (no subPath), the ops port, probes and monitoring unchanged', () => {
+    const on = render(...TLS, '--set', 'serviceMonitor.enabled=true,networkPolicy.enabled=true');
+    const run = validate({ manifests: on.text });
+    assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+    const container = on.keyward();
+    assert.deepEqual(env(container, 'KEYWARD_TLS_CERT'), { name: 'KEYWARD_TLS_CERT', value: `${TLS_DIR}/tls.crt` });
+    assert.deepEqual(env(container, 'KEYWARD_TLS_KEY'), { name: 'KEYWARD_TLS_KEY', value: `${TLS_DIR}/tls.key` });
+    assert.equal(env(container, 'KEYWARD_TLS_CLIENT_CA'), undefined, 'no client certificates unless tls.clientCa is set');
+    // The whole Secret as a directory: Keyward watches the files' directory, where kubelet swaps the symlink on renewal.
+    assert.deepEqual(container.volumeMounts?.find((m) => m.name === 'tls'), { name: 'tls', mountPath: TLS_DIR, readOnly: true });
+    for (const m of container.volumeMounts ?? []) assert.equal(m.subPath, undefined, `${m.name} has no subPath`);
+    assert.deepEqual(podSpec(on.deployment()).volumes?.find((v) => v.name === 'tls'), { name: 'tls', secret: { secretName: 'keyward-tls', defaultMode: 0o440 } });
+    const config = loadProcessConfig(processEnv(container), '/app');
+    assert.deepEqual(config.tls, { certFile: `${TLS_DIR}/tls.crt`, keyFile: `${TLS_DIR}/tls.key`, clientCaFile: undefined });
+    assert.equal(dirname(config.tls?.certFile ?? ''), TLS_DIR, 'the files are directly in the mounted directory');
+    // A renewal is reloaded in place: nothing about the Secret in the pod template rolls the pods.
+    assert.deepEqual(on.deployment().spec.template.metadata.annotations, render().deployment().spec.template.metadata.annotations);
+
+    // The ops port stays plain HTTP: the probes (no scheme: HTTP), the scrape and the policy are as without TLS.
+    type HttpGet = { path: string; port: string; scheme?: string };
+    const probes = (c: Container): (HttpGet | undefined)[] => [c.startupProbe, c.livenessProbe, c.readinessProbe].map((p) => p?.httpGet as HttpGet | undefined);
+    assert.deepEqual(probes(container), [{ path: '/live', port: 'ops' }, { path: '/live', port: 'ops' }, { path: '/ready', port: 'ops' }]);
+    assert.deepEqual(probes(container), probes(render().keyward()));
+    type Monitor = K8sObject & { spec: { endpoints: { port: string; path: string; scheme: string }[] } };
+    assert.deepEqual(on.one<Monitor>('ServiceMonitor').spec.endpoints.map((e) => [e.port, e.path, e.scheme]), [['ops', '/metrics', 'http']]);
+    type Policy = K8sObject & { spec: { ingress: { ports: unknown[] }[] } };
+    assert.deepEqual(on.one<Policy>('NetworkPolicy').spec.ingress.map((r) => r.ports), [[{ port: 'api', protocol: 'TCP' }], [{ port: 'ops', protocol: 'TCP' }]]);
+    assert.deepEqual(container.ports?.map((p) => [p.name, p.containerPort]), [['api', 7777], ['ops', 9000]]);
+
+    // The Service says the API port speaks TLS; its names and targets do not change.
+    type Svc = K8sObject & { spec: { ports: { name: string; port: number; targetPort: string; appProtocol?: string }[] } };
+    const ports = (r: ReturnType<typeof render>, name = 'keyward'): [string, number, string, string | undefined][] =>
+      r.one<Svc>('Service', name).spec.ports.map((p) => [p.name, p.port, p.targetPort, p.appProtocol]);
+    assert.deepEqual(ports(on), [['api', 7777, 'api', 'https'], ['ops', 9000, 'ops', undefined]]);
+    assert.deepEqual(ports(render()), [['api', 7777, 'api', undefined], ['ops', 9000, 'ops', undefined]]);
+    const opsApart = render(...TLS, '--set', 'opsService.enabled=true');
+    assert.deepEqual(ports(opsApart), [['api', 7777, 'api', 'https']]);
+    assert.deepEqual(ports(opsApart, 'keyward-ops'), [['ops', 9000, 'ops', undefined]]);
+
+    // Off by default, and tls.existingSecret alone does not turn it on.
+    for (const off of [render(), render('--set', 'tls.existingSecret=keyward-tls')]) {
+      for (const name of ['KEYWARD_TLS_CERT', 'KEYWARD_TLS_KEY', 'KEYWARD_TLS_CLIENT_CA']) assert.equal(env(off.keyward(), name), undefined, name);
+      assert.equal(podSpec(off.deployment()).volumes?.some((v) => v.secret !== undefined), false, 'no Secret volume');
+      assert.equal(loadProcessConfig(processEnv(off.keyward()), '/app').tls, undefined);
+    }
+    // The production example serves TLS too.
+    const cluster = render('-f', example('cluster-aws-irsa.yaml'));
+    assert.equal(loadProcessConfig(processEnv(cluster.keyward()), '/app').tls?.certFile, `${TLS_DIR}/tls.crt`);
+    assert.deepEqual(podSpec(cluster.deployment()).volumes?.find((v) => v.name === 'tls')?.secret, { secretName: 'keyward-tls', defaultMode: 0o440 });
+  });
+
+  it('requires client certificates from tls.clientCa (mutual TLS): its own Secret mounted as a directory, or the ca.crt of the TLS Secret', () => {
+    type SecretVolume = { name: string; secret?: { secretName: string; defaultMode?: number; items?: unknown } };
+    const cases = [
+      { args: ['--set', 'tls.clientCa.existingSecret=keyward-client-ca'], file: `${CLIENT_CA_DIR}/ca.crt`, volumes: [['tls', 'keyward-tls'], ['tls-client-ca', 'keyward-client-ca']] },
+      { args: ['--set', 'tls.clientCa.existingSecret=partners-ca,tls.clientCa.key=bundle.pem'], file: `${CLIENT_CA_DIR}/bundle.pem`, volumes: [['tls', 'keyward-tls'], ['tls-client-ca', 'partners-ca']] },
+      // cert-manager's Secret holds the issuer's ca.crt beside the certificate: one volume serves both.
+      { args: ['--set', 'tls.clientCa.existingSecret=keyward-tls'], file: `${TLS_DIR}/ca.crt`, volumes: [['tls', 'keyward-tls']] },
+    ] as const;
+    for (const { args, file, volumes } of cases) {
+      const what = args.join(' ');
+      const r = render(...TLS, ...args);
+      const run = validate({ manifests: r.text });
+      assert.equal(run.status, 0, `${what}:\n${run.stdout}${run.stderr}`);
+      const container = r.keyward();
+      assert.deepEqual(env(container, 'KEYWARD_TLS_CLIENT_CA'), { name: 'KEYWARD_TLS_CLIENT_CA', value: file }, what);
+      const config = loadProcessConfig(processEnv(container), '/app');
+      assert.deepEqual(config.tls, { certFile: `${TLS_DIR}/tls.crt`, keyFile: `${TLS_DIR}/tls.key`, clientCaFile: file }, what);
+      const secretVolumes = (podSpec(r.deployment()).volumes ?? []).filter((v) => v.secret !== undefined) as SecretVolume[];
+      assert.deepEqual(secretVolumes, volumes.map(([name, secretName]) => ({ name, secret: { secretName, defaultMode: 0o440 } })), what);
+      const mounts = (container.volumeMounts ?? []).filter((m) => volumes.some(([name]) => name === m.name));
+      assert.deepEqual(mounts, volumes.map(([name]) => ({ name, mountPath: name === 'tls' ? TLS_DIR : CLIENT_CA_DIR, readOnly: true })), `${what}: directories, read-only, no subPath`);
+      assert.equal(mounts.find((m) => file.startsWith(`${m.mountPath}/`))?.mountPath, dirname(file), `${what}: the CA file is directly in a mounted directory`);
+    }
+  });
+
+  it('scopes the API key to tenants (apiKey.tenants → KEYWARD_API_KEY_TENANTS) and passes the tenants file\'s apiKeys through', () => {
+    const scoped = render('--set', 'apiKey.tenants={acme,acme-*,eu:*}');
+    assert.deepEqual(env(scoped.keyward(), 'KEYWARD_API_KEY_TENANTS'), { name: 'KEYWARD_API_KEY_TENANTS', value: 'acme,acme-*,eu:*' });
+    assert.deepEqual(loadProcessConfig(processEnv(scoped.keyward()), '/app').apiKeyTenants, ['acme', 'acme-*', 'eu:*']);
+    const star = render('-f', writeValues({ apiKey: { tenants: ['*'] } })).keyward();
+    assert.deepEqual(loadProcessConfig(processEnv(star), '/app').apiKeyTenants, ['*']);
+    // Unset by default: Keyward's own default, every tenant.
+    assert.equal(env(render().keyward(), 'KEYWARD_API_KEY_TENANTS'), undefined);
+    assert.deepEqual(loadProcessConfig(processEnv(render().keyward()), '/app').apiKeyTenants, ['*']);
+    // With the rotation's second key, both are scoped alike (one variable).
+    const rotation = render(...KITCHEN_SINK).keyward();
+    const tuned = loadProcessConfig(processEnv(rotation), '/app');
+    assert.equal(tuned.apiKeyDigests.length, 2);
+    assert.deepEqual(tuned.apiKeyTenants, ['acme', 'acme-*']);
+
+    // Per-application keys in the tenants file: rendered as given, loaded by Keyward, hot-reloaded (the pods do not roll).
+    const billing = 'billing-key-of-at-least-32-chars';
+    const apiKeys = [
+      { name: 'billing', sha256: digestApiKey(billing).toString('hex'), tenants: ['acme', 'acme-*'] },
+      { name: 'reports', sha256: digestApiKey('reports-key-of-at-least-32-chars').toString('hex'), tenants: ['*'] },
+    ];
+    const withKeys = render('-f', writeValues({ tenants: { inline: { version: 1, apiKeys, tenants: {} } } }));
+    const run = validate({ manifests: withKeys.text });
+    assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+    const text = tenantsFileOf(withKeys.objects, withKeys.deployment(), withKeys.keyward());
+    assert.deepEqual((parse(text) as { apiKeys: unknown }).apiKeys, apiKeys);
+    const directory = parseTenantsFile(text, { baseDir: TENANTS_DIR, defaultKmsTimeoutMs: 2000 });
+    assert.deepEqual(directory.apiKeys.map((k) => [k.name, k.digest.toString('hex'), k.tenants]), apiKeys.map((k) => [k.name, k.sha256, k.tenants]));
+    assert.deepEqual(withKeys.deployment().spec.template, render().deployment().spec.template, 'a change of apiKeys leaves the pod template alone');
+  });
+
   it('refuses bad values: the schema (types, enums, unknown keys, ranges) and the chart checks, with messages naming them', () => {
     const cases: readonly { readonly args: readonly string[]; readonly message: RegExp }[] = [
       { args: ['--set', 'replicaCount=two'], message: /replicaCount.*got string, want integer/ },
@@ -478,6 +591,20 @@ describe('Helm chart helm/keyward', () => {
       { args: ['-f', writeValues({ networkPolicy: { enabled: true, egress: { rules: [{ cidrs: ['kms.example.com'] }] } } })], message: /networkPolicy\/egress\/rules\/0\/cidrs\/0/ },
       { args: ['--set', 'autoscaling.enabled=true,autoscaling.minReplicas=5,autoscaling.maxReplicas=3'], message: /minReplicas must not exceed autoscaling\.maxReplicas/ },
       { args: ['--set', 'topologySpread.whenUnsatisfiable=Never'], message: /topologySpread\/whenUnsatisfiable/ },
+      { args: ['--set', 'tls.enabled=true'], message: /tls\.enabled needs tls\.existingSecret: the name of a kubernetes\.io\/tls Secret/ },
+      { args: ['--set', 'tls.clientCa.existingSecret=keyward-client-ca'], message: /tls\.clientCa\.existingSecret \(client certificates, mutual TLS\) needs TLS on the API port: set tls\.enabled and tls\.existingSecret/ },
+      { args: ['--set', 'tls.enabled=true,tls.existingSecret=Keyward_TLS'], message: /tls\/existingSecret/ },
+      { args: ['--set', 'tls.enabled=yes'], message: /tls\/enabled.*got string, want boolean/ },
+      { args: ['--set', 'tls.secretName=keyward-tls'], message: /additional properties 'secretName' not allowed/ },
+      { args: ['--set', 'apiKey.tenants={acme,a b}'], message: /apiKey\/tenants\/1/ },
+      { args: ['--set', 'apiKey.tenants={acme,x,y,z,acme}'], message: /apiKey\/tenants/ },
+      { args: ['--set', 'apiKey.tenants=acme'], message: /apiKey\/tenants.*want array/ },
+      { args: ['--set', 'apiKey.tenants={acme}', '--set', 'extraEnv[0].name=KEYWARD_API_KEY_TENANTS,extraEnv[0].value=*'], message: /extraEnv sets KEYWARD_API_KEY_TENANTS, which the chart sets from apiKey\.tenants/ },
+      { args: [...TLS, '--set', 'extraEnv[0].name=KEYWARD_TLS_CERT,extraEnv[0].value=/x/tls.crt'], message: /extraEnv sets KEYWARD_TLS_CERT, which the chart sets from the tls values/ },
+      // The tenants file holds digests of the keys, never the keys.
+      { args: ['-f', writeValues({ tenants: { inline: { version: 1, tenants: {}, apiKeys: [{ name: 'billing', key: API_KEY, tenants: ['acme'] }] } } })], message: /tenants\/inline\/apiKeys\/0.*(missing property 'sha256'|additional properties 'key')/s },
+      { args: ['-f', writeValues({ tenants: { inline: { version: 1, tenants: {}, apiKeys: [{ name: 'billing', sha256: 'ab'.repeat(31), tenants: ['acme'] }] } } })], message: /tenants\/inline\/apiKeys\/0\/sha256/ },
+      { args: ['-f', writeValues({ tenants: { inline: { version: 1, tenants: {}, apiKeys: [{ name: 'billing', sha256: 'ab'.repeat(32), tenants: [] }] } } })], message: /tenants\/inline\/apiKeys\/0\/tenants/ },
     ];
     for (const { args, message } of cases) {
       assert.match(renderFails(...args), message, args.join(' '));
@@ -544,6 +671,14 @@ describe('Helm chart helm/keyward', () => {
       const demo = text(['--set', 'apiKey.existingSecret=', '--set-string', `apiKey.value=${API_KEY}`, '--set', 'opsService.enabled=true']);
       assert.match(demo, /WARNING: the API key comes from apiKey\.value/);
       assert.match(demo, /port-forward service\/keyward-ops 9000:9000/);
+      assert.match(plain, /WARNING: tls\.enabled is off, so the API port is plain HTTP/);
+      const tls = text([...TLS, '--set', 'tls.clientCa.existingSecret=keyward-client-ca', '--set', 'apiKey.tenants={acme}']);
+      assert.match(tls, /the API is at:\n {2}https:\/\/keyward\.keyward\.svc:7777/);
+      assert.match(tls, /curl -s --cacert ca\.crt --resolve keyward\.keyward\.svc:7777:127\.0\.0\.1 --cert client\.crt --key client\.key \\\n {4}https:\/\/keyward\.keyward\.svc:7777\/v1\/keys\/generate/);
+      assert.match(tls, /ops endpoints .* at:\n {2}http:\/\/keyward\.keyward\.svc:9000/);
+      assert.match(tls, /Secrets keyward-tls and keyward-client-ca are mounted as directories/);
+      assert.match(tls, /may act for these tenants only \(apiKey\.tenants\): acme\./);
+      assert.doesNotMatch(tls, /plain HTTP/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -125,6 +125,22 @@ The API key Secret: the chart's, or apiKey.existingSecret.
 {{- end }}
 
 {{/*
+Where the TLS Secrets are mounted, and the file KEYWARD_TLS_CLIENT_CA names: in the server
+certificate's directory when tls.clientCa.existingSecret is tls.existingSecret itself (one
+volume), otherwise in a directory of its own.
+*/}}
+{{- define "keyward.tlsDir" -}}/etc/keyward/tls{{- end }}
+{{- define "keyward.tlsClientCaDir" -}}/etc/keyward/tls-client-ca{{- end }}
+{{- define "keyward.tlsClientCaSeparate" -}}
+{{- $tls := .Values.tls }}
+{{- if and $tls.enabled $tls.clientCa.existingSecret (ne $tls.clientCa.existingSecret $tls.existingSecret) }}true{{ end }}
+{{- end }}
+{{- define "keyward.tlsClientCaFile" -}}
+{{- $dir := ternary (include "keyward.tlsClientCaDir" .) (include "keyward.tlsDir" .) (eq (include "keyward.tlsClientCaSeparate" .) "true") }}
+{{- printf "%s/%s" $dir .Values.tls.clientCa.key }}
+{{- end }}
+
+{{/*
 Whether more than one replica runs (for the PodDisruptionBudget): "true" or "".
 */}}
 {{- define "keyward.multiReplica" -}}
@@ -176,6 +192,24 @@ values to change.
 {{- end }}
 {{- if and $k.value2 (eq $k.value $k.value2) }}
 {{- fail "apiKey.value2 must differ from apiKey.value" }}
+{{- end }}
+{{- $tls := .Values.tls }}
+{{- if and $tls.enabled (not $tls.existingSecret) }}
+{{- fail "tls.enabled needs tls.existingSecret: the name of a kubernetes.io/tls Secret (keys tls.crt and tls.key) in the release's namespace, for example the secretName of a cert-manager Certificate, or one made with kubectl create secret tls keyward-tls --cert=server.crt --key=server.key" }}
+{{- end }}
+{{- if and $tls.clientCa.existingSecret (not $tls.enabled) }}
+{{- fail "tls.clientCa.existingSecret (client certificates, mutual TLS) needs TLS on the API port: set tls.enabled and tls.existingSecret too" }}
+{{- end }}
+{{- $chartEnv := list }}
+{{- if $tls.enabled }}
+{{- $chartEnv = concat $chartEnv (list "KEYWARD_TLS_CERT" "KEYWARD_TLS_KEY") }}
+{{- if $tls.clientCa.existingSecret }}{{ $chartEnv = append $chartEnv "KEYWARD_TLS_CLIENT_CA" }}{{ end }}
+{{- end }}
+{{- if $k.tenants }}{{ $chartEnv = append $chartEnv "KEYWARD_API_KEY_TENANTS" }}{{ end }}
+{{- range .Values.extraEnv }}
+{{- if and (kindIs "map" .) (has .name $chartEnv) }}
+{{- fail (printf "extraEnv sets %s, which the chart sets from %s: remove it from extraEnv" .name (ternary "apiKey.tenants" "the tls values" (eq .name "KEYWARD_API_KEY_TENANTS"))) }}
+{{- end }}
 {{- end }}
 {{- $shutdownMs := int64 (include "keyward.durationMs" .Values.keyward.shutdownTimeout) }}
 {{- $flushMs := int64 (include "keyward.durationMs" (default "5s" .Values.keyward.auditFlushTimeout)) }}
