@@ -68,6 +68,9 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
   const api = Fastify({
     ...(https ? { https } : {}),
     loggerInstance: apiLogger,
+    // Key operations are recorded by their audit events; a log line per request ("incoming request", "request
+    // completed") doubles what goes to stdout, so Fastify's request logging is on at debug and trace only.
+    disableRequestLogging: !logger.isLevelEnabled('debug'),
     bodyLimit: config.bodyLimit,
     // Mistyped fields are errors, not silently coerced; unknown fields are errors on /v1.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
@@ -117,7 +120,16 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
       digest,
       tenants: config.apiKeyTenants ?? ['*'],
     }));
-    scope.addHook('onRequest', apiKeyHook(() => [...envKeys, ...runtime.directory.apiKeys]));
+    // The list is rebuilt only when a reload brings a new directory, not per request.
+    let keysOf: { directory: unknown; keys: readonly ApiKey[] } | undefined;
+    scope.addHook(
+      'onRequest',
+      apiKeyHook(() => {
+        const directory = runtime.directory;
+        if (keysOf?.directory !== directory) keysOf = { directory, keys: [...envKeys, ...directory.apiKeys] };
+        return keysOf.keys;
+      }),
+    );
     scope.addHook('preHandler', tenantScopeHook());
     registerV1(scope, { keys, metrics, batchLimit: config.batchLimit });
     registerCompat(scope, { keys, derivation, events, metrics, batchLimit: config.batchLimit });

@@ -202,7 +202,8 @@ tenants:
       HOME: process.env.HOME ?? '',
       KEYWARD_CONFIG: configPath,
       KEYWARD_API_KEY: API_KEY,
-      KEYWARD_LOG_LEVEL: 'warn',
+      // The default level, as users run it.
+      KEYWARD_LOG_LEVEL: 'info',
       KEYWARD_HOST: '127.0.0.1',
       KEYWARD_OPS_HOST: '127.0.0.1',
       KEYWARD_PORT: String(port),

@@ -51,8 +51,20 @@ export interface AuditEvent extends AuditRecord {
   readonly replica: string;
 }
 
+/** Callers by request metadata: a batch's items share one (frozen) caller instead of building it per item. */
+const callers = new WeakMap<RequestMetadata, AuditCaller>();
+
 /** The caller's metadata, without absent fields. */
 export function auditCaller(meta: RequestMetadata): AuditCaller {
+  let caller = callers.get(meta);
+  if (!caller) {
+    caller = Object.freeze(buildCaller(meta));
+    callers.set(meta, caller);
+  }
+  return caller;
+}
+
+function buildCaller(meta: RequestMetadata): AuditCaller {
   const caller: Record<string, unknown> = { requestingId: meta.requestingId };
   if (meta.dataLabel !== undefined) caller.dataLabel = meta.dataLabel;
   if (meta.sourceIp !== undefined) caller.sourceIp = meta.sourceIp;

@@ -94,8 +94,9 @@ export class AuditLog {
         if (live.queue.room() < n) throw this.#refuse(records[0]!, live.spec.name);
       }
     }
+    const time = this.#time();
     for (const { record, route } of routed) {
-      const event = this.#stamp(record);
+      const event = this.#stamp(record, time);
       for (const name of route.sinks) this.#sinks.get(name)?.queue.offer(event);
     }
   }
@@ -149,9 +150,22 @@ export class AuditLog {
     return new SinkQueue({ name: spec.name, type: spec.type, policy: spec.queue, transport, metrics, logger });
   }
 
-  #stamp(record: AuditRecord): AuditEvent {
-    const now = this.#options.now?.() ?? new Date();
-    return Object.freeze({ schema: AUDIT_SCHEMA, id: randomUUID(), time: now.toISOString(), replica: this.#options.replica, ...record });
+  #lastMs = NaN;
+  #lastIso = '';
+
+  /** The event time, ISO 8601 to the millisecond; formatted once per millisecond (a batch's items share it). */
+  #time(): string {
+    if (this.#options.now) return this.#options.now().toISOString();
+    const ms = Date.now();
+    if (ms !== this.#lastMs) {
+      this.#lastMs = ms;
+      this.#lastIso = new Date(ms).toISOString();
+    }
+    return this.#lastIso;
+  }
+
+  #stamp(record: AuditRecord, time: string): AuditEvent {
+    return Object.freeze({ schema: AUDIT_SCHEMA, id: randomUUID(), time, replica: this.#options.replica, ...record });
   }
 
   #refuse(record: AuditRecord, sink?: string): KeywardError {

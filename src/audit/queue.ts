@@ -148,6 +148,10 @@ export class SinkQueue {
         const waiting = this.#queue.length - this.#head;
         if (this.#policy.lingerMs > 0 && waiting < this.#policy.batchSize && !this.#draining) {
           await this.#sleep(this.#policy.lingerMs, () => this.#queue.length - this.#head >= this.#policy.batchSize || this.#draining);
+        } else if (waiting < this.#policy.batchSize) {
+          // Let the rest of this event-loop turn offer its events first (the other items of a batch, the other
+          // requests served in the same turn): one write for all of them instead of one per event.
+          await new Promise<void>((resolve) => setImmediate(resolve));
         }
         const batch = this.#take();
         await this.#deliver(batch);

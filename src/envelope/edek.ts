@@ -8,6 +8,7 @@
  * This module checks the wire format only. What the values mean (a kmsConfigId that is not 0 and belongs to the
  * tenant, a 12-byte IV, leased fields present together) is for the caller to check.
  */
+import { isUtf8 } from 'node:buffer';
 
 export interface EncryptedDek {
   /** Direct: the KMS ciphertext of the DEK. Leased: AES-256-GCM(LEK) of the DEK (32 bytes + 16-byte tag). */
@@ -107,8 +108,9 @@ const ENTRY_FIELDS: ReadonlyMap<number, { name: keyof EncryptedDek; wireType: nu
   [6, { name: 'tenantId', wireType: WIRE_LEN }],
 ]);
 
-// fatal: invalid UTF-8 is an error, not U+FFFD. ignoreBOM: a leading U+FEFF is kept, as every protobuf runtime does.
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+/** The value of an absent bytes field: zero-length, so sharing it shares nothing. */
+const EMPTY = Buffer.alloc(0);
+
 
 function invalid(detail: string, offset?: number): EdekFormatError {
   return new EdekFormatError(`EDEK is not a valid EncryptedDeks message: ${detail}`, offset);
@@ -127,7 +129,10 @@ interface Varint {
 class Reader {
   pos = 0;
 
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly owned = false,
+  ) {}
 
   varint(end: number): Varint {
     const start = this.pos;
@@ -209,27 +214,30 @@ class Reader {
     throw invalid(`${name} at byte ${at} is outside the int32 range`, at);
   }
 
-  /** A copy of [from, to): decoded entries never alias the caller's input. */
+  /**
+   * [from, to) as a Buffer of its own: a copy, so that decoded entries never alias the caller's input — or, when the
+   * input is a buffer nobody else holds (`owned`: edekFromBase64's fresh decode), a view of it.
+   */
   copy(from: number, to: number): Buffer {
-    return Buffer.from(this.buf.subarray(from, to));
+    if (from === to) return EMPTY;
+    return this.owned ? Buffer.from(this.buf.buffer, this.buf.byteOffset + from, to - from) : Buffer.from(this.buf.subarray(from, to));
   }
 
   utf8(from: number, to: number, name: string): string {
-    try {
-      return utf8.decode(this.buf.subarray(from, to));
-    } catch {
-      throw invalid(`${name} at byte ${from} is not valid UTF-8`, from);
-    }
+    const bytes = this.buf.subarray(from, to);
+    // isUtf8 is a native check, far cheaper than a fatal TextDecoder on short strings; toString keeps a BOM.
+    if (!isUtf8(bytes)) throw invalid(`${name} at byte ${from} is not valid UTF-8`, from);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
   }
 }
 
 function decodeEntry(r: Reader, end: number): EncryptedDek {
   const entry: EncryptedDek = {
-    encryptedDekData: Buffer.alloc(0),
+    encryptedDekData: EMPTY,
     kmsConfigId: 0,
     leasedKeyId: 0,
-    leasedKeyIv: Buffer.alloc(0),
-    encryptedLeasedKeyData: Buffer.alloc(0),
+    leasedKeyIv: EMPTY,
+    encryptedLeasedKeyData: EMPTY,
     tenantId: '',
   };
   while (r.pos < end) {
@@ -280,11 +288,15 @@ function decodeEntry(r: Reader, end: number): EncryptedDek {
  * An empty input is a valid message with no entries and decodes to []; edekFromBase64 refuses that.
  */
 export function decodeEdeks(bytes: Uint8Array): EncryptedDek[] {
+  return decode(bytes, false);
+}
+
+function decode(bytes: Uint8Array, owned: boolean): EncryptedDek[] {
   if (!(bytes instanceof Uint8Array)) throw new EdekFormatError('EDEK must be bytes');
   if (bytes.length > EDEK_MAX_BYTES) {
     throw invalid(`${bytes.length} bytes is over the ${EDEK_MAX_BYTES}-byte limit`);
   }
-  const r = new Reader(bytes);
+  const r = new Reader(bytes, owned);
   const end = bytes.length;
   const entries: EncryptedDek[] = [];
   while (r.pos < end) {
@@ -436,15 +448,19 @@ export function edekFromBase64(s: string): EncryptedDek[] {
   if (s.length > EDEK_MAX_BASE64_CHARS) {
     throw new EdekFormatError(`EDEK is over the ${EDEK_MAX_BYTES}-byte limit`);
   }
-  if (!BASE64.test(s)) {
+  const bytes = Buffer.from(s, 'base64');
+  // Canonical standard base64 is exactly what re-encodes to itself: Node's lenient decoder skips or accepts
+  // whatever else there is (whitespace, the URL-safe alphabet, missing padding, stray bits), and the re-encoding
+  // then differs. Only then is the string looked at closely, to say what is wrong with it.
+  if (bytes.toString('base64') !== s) {
     const bad = NOT_BASE64_CHAR.exec(s);
     if (bad !== null) throw badBase64(`character outside the standard alphabet at position ${bad.index}`);
     if (s.length % 4 !== 0) throw badBase64(`length ${s.length} is not a multiple of 4`);
-    throw badBase64('misplaced padding');
+    if (!BASE64.test(s)) throw badBase64('misplaced padding');
+    throw badBase64('non-zero bits in the padding');
   }
-  const bytes = Buffer.from(s, 'base64');
-  if (bytes.toString('base64') !== s) throw badBase64('non-zero bits in the padding');
-  const entries = decodeEdeks(bytes);
+  // The decoded buffer is ours alone: entries may be views of it rather than copies.
+  const entries = decode(bytes, true);
   if (entries.length === 0) throw new EdekFormatError('EDEK holds no keys');
   return entries;
 }

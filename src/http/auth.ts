@@ -9,7 +9,7 @@
  * `newTenantId` of a rekey — is refused with API_KEY_TENANT_FORBIDDEN (403), and on
  * /api/1 with the code the tenant-security SDKs know (101).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Errors, KeywardError } from '../errors.js';
 
@@ -26,7 +26,7 @@ export interface ApiKey {
 /** The key the header presents, if it is one of `keys`; compares against every key. */
 export function matchApiKey(header: string | undefined, keys: readonly ApiKey[]): ApiKey | undefined {
   const match = header === undefined ? null : SCHEME.exec(header);
-  const presented = createHash('sha256').update(match?.[1] ?? '', 'utf8').digest();
+  const presented = hash('sha256', match?.[1] ?? '', 'buffer');
   let found: ApiKey | undefined;
   for (const key of keys) {
     if (timingSafeEqual(presented, key.digest) && found === undefined) found = key;

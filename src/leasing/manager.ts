@@ -169,11 +169,23 @@ export class LeaseManager {
       return { tenantId: config.tenantId, kmsConfigId: config.id, leaseId, key, elek, wiped: false, transient: true };
     }
     const group = this.#group(config, policy);
-    const cacheKey = `${leaseId}:${elek.toString('base64')}`;
     const now = this.#clock.now();
+    // Most EDEKs name the current lease: recognised by id and ELEK bytes without building the cache key.
+    const current = group.current;
+    if (current && !current.wiped && current.leaseId === leaseId && current.elek.equals(elek)) {
+      if (this.#expired(current, now, group)) {
+        this.#wipe(group, current, 'outage');
+      } else {
+        // The current lease is the last to be evicted (#enforceCap): its place in the LRU order does not matter.
+        current.lastUsed = now;
+        this.#metrics?.leaseCache.inc({ result: 'hit' });
+        return current;
+      }
+    }
+    const cacheKey = `${leaseId}:${elek.toString('base64')}`;
     const hit = group.leases.get(cacheKey);
     if (hit && !hit.wiped) {
-      if (this.#expired(hit, now)) {
+      if (this.#expired(hit, now, group)) {
         this.#wipe(group, hit, 'outage');
       } else {
         this.#touch(group, hit, now);
@@ -354,7 +366,8 @@ export class LeaseManager {
       kmsConfigId: config.id,
       leaseId: fields.leaseId,
       key: fields.key,
-      elek: fields.elek,
+      // A copy: the caller's ELEK may be a view of a request's decoded EDEK.
+      elek: Buffer.from(fields.elek),
       cacheKey: fields.cacheKey,
       wiped: false,
       transient: false,
@@ -412,8 +425,8 @@ export class LeaseManager {
     entry.lastError = undefined;
   }
 
-  #expired(entry: Entry, now: number): boolean {
-    const group = this.#groups.get(`${entry.tenantId}\u0000${entry.kmsConfigId}`);
+  #expired(entry: Entry, now: number, known?: Group): boolean {
+    const group = known ?? this.#groups.get(`${entry.tenantId}\u0000${entry.kmsConfigId}`);
     const maxOutage = group?.policy.maxOutageMs ?? 0;
     return now >= entry.lastVerified + maxOutage;
   }

@@ -88,7 +88,8 @@ tenants:
   });
 
   it('drains in-flight requests on SIGTERM, then exits 0', async () => {
-    const proc = await startKeyward({ KEYWARD_CONFIG: await tenantsFile(tenants()), KEYWARD_API_KEY: KEY });
+    // debug: Fastify's "incoming request" lines tell when all four have arrived.
+    const proc = await startKeyward({ KEYWARD_CONFIG: await tenantsFile(tenants()), KEYWARD_API_KEY: KEY, KEYWARD_LOG_LEVEL: 'debug' });
     procs.push(proc);
     const ids = Array.from({ length: 1000 }, (_, i) => `d${i}`);
     const inFlight = Array.from({ length: 4 }, () => call(proc, '/v1/keys/batch/generate', { tenantId: 'acme', ids, metadata: META }));
