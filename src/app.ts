@@ -2,7 +2,7 @@
  * Builds the two Fastify apps (API and ops) around a started runtime. Listens on
  * nothing: main.ts does that, and tests use `inject()`.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ProcessConfig } from './config/env.js';
 import { KeyService, type AuditRecorder, type KeySource } from './envelope/keys.js';
@@ -58,6 +58,23 @@ function sdkLanguage(header: string | string[] | undefined): string {
   return SDK_LANGUAGES.has(language) ? language : 'other';
 }
 
+/**
+ * Fastify's line per request ("incoming request", "request completed") at debug rather than info: at info the audit
+ * events already record every key operation, and two more lines per request would double what goes to stdout.
+ * A request that errored is still logged as an error.
+ */
+class RequestLinesAtDebug extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    if (!this.isLogDisabled(request)) request.log.debug({ req: request }, 'incoming request');
+  }
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.isLogDisabled(request)) return;
+    if (error) reply.log.error({ res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored');
+    else reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed');
+  }
+}
+
 export async function buildApp({ config, runtime, metrics, logger }: AppDeps): Promise<Apps> {
   let shuttingDown = false;
 
@@ -68,9 +85,7 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
   const api = Fastify({
     ...(https ? { https } : {}),
     loggerInstance: apiLogger,
-    // Key operations are recorded by their audit events; a log line per request ("incoming request", "request
-    // completed") doubles what goes to stdout, so Fastify's request logging is on at debug and trace only.
-    disableRequestLogging: !logger.isLevelEnabled('debug'),
+    logController: new RequestLinesAtDebug(),
     bodyLimit: config.bodyLimit,
     // Mistyped fields are errors, not silently coerced; unknown fields are errors on /v1.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

@@ -50,7 +50,7 @@ export interface TestApp extends Apps {
 }
 
 export async function startTestApp(
-  options: { tenants?: string; batchLimit?: number; bodyLimit?: number; env?: Record<string, string>; apiKeyTenants?: readonly string[] } = {},
+  options: { tenants?: string; batchLimit?: number; bodyLimit?: number; env?: Record<string, string>; apiKeyTenants?: readonly string[]; logLevel?: string } = {},
 ): Promise<TestApp> {
   const dir = await mkdtemp(join(tmpdir(), 'keyward-test-'));
   const configPath = join(dir, 'tenants.yaml');
@@ -62,7 +62,7 @@ export async function startTestApp(
       callback();
     },
   });
-  const logger = createLogger({ level: 'debug', destination });
+  const logger = createLogger({ level: options.logLevel ?? 'debug', destination });
   const metrics = createMetrics({ processMetrics: true });
   const audit: AuditEvent[] = [];
   const auditStdout = new Writable({

@@ -74,4 +74,23 @@ describe('ops port, metrics and logs', () => {
     for (const secret of ['sekret', 'DEKDEK', 'NESTED', '1234', '9876', 'KEYBYTES']) assert.ok(!line.includes(secret), `${secret} is redacted`);
     assert.match(line, /\[REDACTED\]/);
   });
+
+  it('logs Fastify\'s line per request at debug only, none at info', async () => {
+    const quiet = await startTestApp({ logLevel: 'info' });
+    try {
+      assert.equal((await post(quiet, '/v1/keys/generate', { tenantId: 'tenant-a', metadata: META })).statusCode, 200);
+      assert.equal((await post(quiet, '/v1/keys/generate', { tenantId: 'nobody', metadata: META })).statusCode, 404);
+      const lines = quiet.logs.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { msg: string; level: string });
+      assert.ok(!lines.some((l) => l.msg === 'incoming request' || l.msg === 'request completed'), 'no per-request lines at info');
+    } finally {
+      await quiet.close();
+    }
+    const before = app.logs.length;
+    assert.equal((await post(app, '/v1/keys/generate', { tenantId: 'tenant-a', metadata: META })).statusCode, 200);
+    const lines = app.logs.slice(before).join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { msg: string; level: string });
+    assert.deepEqual(
+      lines.filter((l) => l.msg === 'incoming request' || l.msg === 'request completed').map((l) => [l.msg, l.level]),
+      [['incoming request', 'debug'], ['request completed', 'debug']],
+    );
+  });
 });
