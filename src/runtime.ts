@@ -138,7 +138,14 @@ export class KeywardRuntime {
     const { logger, metrics, configPath, kmsTimeoutMs } = this.#options;
     try {
       const { directory, digest } = await loadTenantsFile(configPath, kmsTimeoutMs);
-      if (digest === this.#digest) return 'unchanged';
+      if (digest === this.#digest) {
+        // The file is the configuration in use again (an invalid edit reverted): the last error no longer applies.
+        if (this.#lastReloadError !== undefined) {
+          this.#lastReloadError = undefined;
+          logger.info({ configPath }, 'tenants file is valid again and unchanged from the configuration in use');
+        }
+        return 'unchanged';
+      }
       await this.pool.sync(directory);
       await createMissingDevSecrets(directory, this.pool, logger);
       this.#directory = directory;

@@ -204,6 +204,21 @@ describe('KeywardRuntime: start and reload', () => {
     assert.equal(await reloads(f.metrics, 'failure'), 2);
   });
 
+  it('clears the reload error when an invalid edit is reverted to the configuration in use (found by the chaos run)', async (t) => {
+    const f = await fixture(t);
+    const good = tenantsYaml({ acme: [{ id: 1, keyFile: join(f.keys, 'a.key') }] });
+    await writeFile(f.configPath, good);
+    const runtime = await f.start();
+    await writeFile(f.configPath, 'version: [\n');
+    assert.equal(await runtime.reload(), 'failed');
+    assert.ok(runtime.status().lastReloadError !== undefined);
+    await writeFile(f.configPath, good);
+    assert.equal(await runtime.reload(), 'unchanged', 'the same content as the configuration in use: nothing to apply');
+    assert.equal(runtime.status().lastReloadError, undefined, '/health no longer reports the reverted error');
+    assert.equal(await reloads(f.metrics, 'failure'), 1);
+    assert.equal(await reloads(f.metrics, 'success'), 0);
+  });
+
   it('counts a tenants file that disappears as a failed reload', async (t) => {
     const f = await fixture(t);
     await writeFile(f.configPath, tenantsYaml({ acme: [{ id: 1, keyFile: join(f.keys, 'a.key') }] }));
