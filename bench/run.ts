@@ -344,7 +344,7 @@ async function main(): Promise<void> {
   try {
     keyward = await startKeyward({ dir, tsx: useTsx, cpuProf: options.cpuProf, audit: options.audit });
     const auditWhere = options.audit === 'null' ? '/dev/null' : `a file in the temp dir (${keyward.stdoutPath}), truncated after each scenario`;
-    log(`Keyward: ${keyward.argv.join(' ')} (pid ${keyward.pid}), API ${keyward.url}, ops ${keyward.opsUrl}; KEYWARD_LOG_LEVEL=warn, KEYWARD_BATCH_LIMIT=10000`);
+    log(`Keyward: ${keyward.argv.join(' ')} (pid ${keyward.pid}), API ${keyward.url}, ops ${keyward.opsUrl}; KEYWARD_LOG_LEVEL=info (the default), KEYWARD_BATCH_LIMIT=10000`);
     log(`Audit events (stdout sink, the default) go to ${auditWhere} — not to this terminal.`);
     const material = await pregenerate(keyward.url);
     log(`Pre-generated ${material.leased.length} leased and ${material.direct.length} direct EDEKs through the API in ${material.seconds.toFixed(2)} s`);
