@@ -126,3 +126,16 @@ export interface ErrorJson {
 export function json<T = Record<string, unknown>>(response: LightMyRequestResponse): T {
   return response.json<T>();
 }
+
+/**
+ * Waits until the audit events queued so far have been written (the stdout sink takes its batch at the end of
+ * the event-loop turn, so `app.audit` lags a request by a turn or two).
+ */
+export async function auditSettled(app: TestApp): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!app.runtime.audit.depths().get('stdout')) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error('audit events still queued after 1 s');
+}

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseTenantsFile } from '../../src/config/tenants-file.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { loadProcessConfig } from '../../src/config/env.js';
-import { API_KEY, json, post, startTestApp, type ErrorJson, type TestApp } from '../helpers/app.js';
+import { API_KEY, auditSettled, json, post, startTestApp, type ErrorJson, type TestApp } from '../helpers/app.js';
 
 const BILLING_KEY = 'billing-app-key-0123456789abcdef';
 const REPORTS_KEY = 'reports-app-key-0123456789abcdef';
@@ -48,11 +48,12 @@ describe('API keys scoped to tenants', () => {
   it('a tenants-file key acts for its own tenants only: 403 / 104 for another, nothing done, no audit event', async () => {
     assert.equal((await post(app, '/v1/keys/generate', { tenantId: 'acme', metadata: { requestingId: 'b' } }, as(BILLING_KEY))).statusCode, 200);
     assert.equal((await post(app, '/v1/keys/generate', { tenantId: 'acme-eu', metadata: { requestingId: 'b' } }, as(BILLING_KEY))).statusCode, 200);
+    await auditSettled(app);
     const events = app.audit.length;
     const refused = await post(app, '/v1/keys/generate', { tenantId: 'globex', metadata: { requestingId: 'b' } }, as(BILLING_KEY));
     assert.equal(refused.statusCode, 403);
     assert.deepEqual(json<ErrorJson>(refused), { code: 104, message: 'this API key (billing) may not act for tenant globex' });
-    await new Promise((r) => setTimeout(r, 20));
+    await auditSettled(app);
     assert.equal(app.audit.length, events, 'the key service never saw it');
     assert.ok(app.logs.some((l) => l.includes('API key used for a tenant outside its scope') && l.includes('"apiKeyName":"billing"')));
     assert.ok(!app.logs.some((l) => l.includes(BILLING_KEY)), 'the key itself is never logged');
