@@ -4,6 +4,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { LazyChildLogger } from './logger.js';
 import type { ProcessConfig } from './config/env.js';
 import { KeyService, type AuditRecorder, type KeySource } from './envelope/keys.js';
 import { answeredCode, badUrlHandler, errorHandler, notFoundHandler } from './http/errors.js';
@@ -86,6 +87,8 @@ export async function buildApp({ config, runtime, metrics, logger }: AppDeps): P
     ...(https ? { https } : {}),
     loggerInstance: apiLogger,
     logController: new RequestLinesAtDebug(),
+    // The request's child logger is made when the request logs something, not for every request.
+    childLoggerFactory: (parent, bindings, options) => new LazyChildLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     bodyLimit: config.bodyLimit,
     // Mistyped fields are errors, not silently coerced; unknown fields are errors on /v1.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
