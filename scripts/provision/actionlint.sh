@@ -45,12 +45,9 @@ trap 'rm -rf "$work"' EXIT
 export GOTOOLCHAIN=local
 
 # Fetch the actionlint module alone first and check its hash; go install then reuses it.
-(cd "$work" && GOSUMDB=off GOFLAGS= go mod download -json "$module@$version" >"$work/download.json" 2>"$work/download.log") ||
-  fail "go mod download $module@$version failed (is the Go module proxy reachable?):
-$(cat "$work/download.log")"
-got_sum="$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",*$/\1/p' "$work/download.json")"
-[ "$got_sum" = "$sum" ] ||
-  fail "$module@$version from the module proxy has hash '$got_sum', expected $sum; refusing to build it"
+# shellcheck source=lib/go-module.sh
+. "$(cd "$(dirname "$0")" && pwd)/lib/go-module.sh"
+download_checked_module "$work" "$module" "$version" "$sum"
 
 # Built into the temporary directory, then moved into place: an interrupted build never
 # leaves a half-written binary behind.

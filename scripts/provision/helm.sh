@@ -15,7 +15,8 @@ set -euo pipefail
 cache="${KEYWARD_TEST_CACHE:-$HOME/.cache/keyward-test}"
 mkdir -p "$cache/bin"
 bin="$(cd "$cache/bin" && pwd)"
-cd "$(dirname "$0")/../.."
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/../.."
 
 helm_module="helm.sh/helm/v3"
 helm_version="v3.22.0"
@@ -56,12 +57,9 @@ else
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   # Fetch the helm module alone first and check its hash; go install then reuses it.
-  (cd "$work" && GOSUMDB=off GOFLAGS= go mod download -json "$helm_module@$helm_version" >"$work/download.json" 2>"$work/download.log") ||
-    fail "go mod download $helm_module@$helm_version failed (is the Go module proxy reachable?):
-$(cat "$work/download.log")"
-  got_sum="$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",*$/\1/p' "$work/download.json")"
-  [ "$got_sum" = "$helm_sum" ] ||
-    fail "$helm_module@$helm_version from the module proxy has hash $got_sum, expected $helm_sum; refusing to build it"
+  # shellcheck source=lib/go-module.sh
+  . "$here/lib/go-module.sh"
+  download_checked_module "$work" "$helm_module" "$helm_version" "$helm_sum"
   ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
   ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$helm_k8s_major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor"
   ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$helm_k8s_major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"

@@ -172,27 +172,10 @@ export class LeaseManager {
     const now = this.#clock.now();
     // Most EDEKs name the current lease: recognised by id and ELEK bytes without building the cache key.
     const current = group.current;
-    if (current && !current.wiped && current.leaseId === leaseId && current.elek.equals(elek)) {
-      if (this.#expired(current, now, group)) {
-        this.#wipe(group, current, 'outage');
-      } else {
-        // The current lease is the last to be evicted (#enforceCap): its place in the LRU order does not matter.
-        current.lastUsed = now;
-        this.#metrics?.leaseCache.inc({ result: 'hit' });
-        return current;
-      }
-    }
+    if (current && current.leaseId === leaseId && current.elek.equals(elek) && this.#serves(group, current, now)) return current;
     const cacheKey = `${leaseId}:${elek.toString('base64')}`;
     const hit = group.leases.get(cacheKey);
-    if (hit && !hit.wiped) {
-      if (this.#expired(hit, now, group)) {
-        this.#wipe(group, hit, 'outage');
-      } else {
-        this.#touch(group, hit, now);
-        this.#metrics?.leaseCache.inc({ result: 'hit' });
-        return hit;
-      }
-    }
+    if (hit && this.#serves(group, hit, now)) return hit;
     this.#metrics?.leaseCache.inc({ result: 'miss' });
     let pending = group.pending.get(cacheKey);
     if (!pending) {
@@ -431,8 +414,22 @@ export class LeaseManager {
     return now >= entry.lastVerified + maxOutage;
   }
 
+  /** Whether a cached lease can serve now (counted as a hit); one past its outage deadline is wiped instead. */
+  #serves(group: Group, entry: Entry, now: number): boolean {
+    if (entry.wiped) return false;
+    if (this.#expired(entry, now, group)) {
+      this.#wipe(group, entry, 'outage');
+      return false;
+    }
+    this.#touch(group, entry, now);
+    this.#metrics?.leaseCache.inc({ result: 'hit' });
+    return true;
+  }
+
   #touch(group: Group, entry: Entry, now: number): void {
     entry.lastUsed = now;
+    // The current lease is the last to be evicted (#enforceCap): its place in the LRU order does not matter.
+    if (entry === group.current) return;
     // Re-insert: the Map's order is the LRU order.
     group.leases.delete(entry.cacheKey);
     group.leases.set(entry.cacheKey, entry);

@@ -24,7 +24,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
-import { ListKeysCommand, KMSClient } from '@aws-sdk/client-kms';
+import { localKmsAnswers } from '../helpers/local-kms.js';
 import { parse as parseYaml } from 'yaml';
 import { parseTenantsFile } from '../../src/config/tenants-file.js';
 import { edekFromBase64 } from '../../src/envelope/edek.js';
@@ -395,14 +395,7 @@ describe('the compose wiring run without Docker: stand-ins, local-kms, SoftHSM a
         KMS_SEED_PATH: join(REPO, 'deploy', 'compose', 'local-kms-seed.yaml'),
         KMS_DATA_PATH: join(work, 'local-kms-data'),
       }),
-      ready: async (port) => {
-        const probe = new KMSClient({ region: kmsEnv.KMS_REGION, endpoint: `http://127.0.0.1:${port}`, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
-        try {
-          await probe.send(new ListKeysCommand({}));
-        } finally {
-          probe.destroy();
-        }
-      },
+      ready: (port) => localKmsAnswers(port, kmsEnv.KMS_REGION),
       startTimeoutMs: 20_000,
       isolateNetwork: true,
     });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { deriveKey, type DerivationType } from '../../src/derivation/derive.js';
 import { parseTenantsFile } from '../../src/config/tenants-file.js';
-import { ConfigError } from '../../src/config/errors.js';
+import { tenantsFileProblems } from '../helpers/config.js';
 import { json, startTestApp, API_KEY, type ErrorJson, type TestApp } from '../helpers/app.js';
 
 interface Vector {
@@ -48,15 +48,7 @@ tenants:
       - { id: 1, status: primary, provider: ${provider}, ${provider === 'local' ? 'local: { keyFile: k.key }' : 'pkcs11: { module: m.so, tokenLabel: t, keyLabel: k, pin: { env: P } }'} }
     derivationSecrets:
 ${secrets}`;
-  const problems = (text: string): readonly string[] => {
-    try {
-      parseTenantsFile(text, { baseDir: '/etc/keyward', defaultKmsTimeoutMs: 1000 });
-    } catch (err) {
-      if (err instanceof ConfigError) return err.problems;
-      throw err;
-    }
-    return [];
-  };
+  const problems = tenantsFileProblems;
 
   it('accepts secrets and resolves file paths', () => {
     const dir = parseTenantsFile(

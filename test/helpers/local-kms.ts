@@ -100,14 +100,7 @@ export async function startLocalKms(seed: readonly SeedKey[]): Promise<LocalKms>
       // Persistence, so a killed and restarted emulator (an outage) still has its keys.
       KMS_DATA_PATH: join(dir, 'data'),
     }),
-    ready: async (port) => {
-      const probe = adminClient(`http://127.0.0.1:${port}`);
-      try {
-        await probe.send(new ListKeysCommand({}));
-      } finally {
-        probe.destroy();
-      }
-    },
+    ready: (port) => localKmsAnswers(port),
     startTimeoutMs: 20_000,
     isolateNetwork: true,
   });
@@ -145,9 +138,19 @@ export async function startLocalKms(seed: readonly SeedKey[]): Promise<LocalKms>
   };
 }
 
-function adminClient(endpoint: string): KMSClient {
+/** Resolves once a local-kms on this loopback port answers ListKeys (the readiness probe of its starters). */
+export async function localKmsAnswers(port: number, region = LOCAL_KMS_REGION): Promise<void> {
+  const probe = adminClient(`http://127.0.0.1:${port}`, region);
+  try {
+    await probe.send(new ListKeysCommand({}));
+  } finally {
+    probe.destroy();
+  }
+}
+
+function adminClient(endpoint: string, region = LOCAL_KMS_REGION): KMSClient {
   return new KMSClient({
-    region: LOCAL_KMS_REGION,
+    region,
     endpoint,
     credentials: { accessKeyId: TEST_ACCESS_KEY_ID, secretAccessKey: TEST_SECRET_ACCESS_KEY },
     maxAttempts: 1,

@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { parseTenantsFile } from '../../src/config/tenants-file.js';
-import { ConfigError } from '../../src/config/errors.js';
+import { tenantsFileProblems } from '../helpers/config.js';
 import { loadProcessConfig } from '../../src/config/env.js';
 import { API_KEY, auditSettled, json, post, startTestApp, type ErrorJson, type TestApp } from '../helpers/app.js';
 
@@ -100,15 +99,7 @@ describe('API keys scoped to tenants', () => {
   });
 
   it('validation: bad digests, bad patterns, duplicates; KEYWARD_API_KEY_TENANTS syntax', () => {
-    const problems = (text: string): readonly string[] => {
-      try {
-        parseTenantsFile(text, { baseDir: '/etc/keyward', defaultKmsTimeoutMs: 1000 });
-      } catch (err) {
-        if (err instanceof ConfigError) return err.problems;
-        throw err;
-      }
-      return [];
-    };
+    const problems = tenantsFileProblems;
     const duplicates = problems(
       tenants(`apiKeys:
   - { name: a, sha256: ${sha256('x')}, tenants: ['acme'] }
