@@ -335,6 +335,20 @@ describe('KeywardRuntime: drivers across reloads', () => {
     assert.deepEqual(runtime.status().drivers, { ready: 1, failed: 0, starting: 0 });
     await roundTrip(runtime, 1);
   });
+  it('retries a failed driver in the background too: /health recovers with no request (found by the chaos run)', async (t) => {
+    const f = await fixture(t);
+    const blocker = join(f.dir, 'blocker');
+    await writeFile(f.configPath, tenantsYaml({ acme: [{ id: 1, keyFile: join(blocker, 'a.key') }] }));
+    await writeFile(blocker, 'a file where a directory should be');
+    const runtime = await f.start({ retryInitMs: 20 });
+    assert.deepEqual(runtime.status().drivers, { ready: 0, failed: 1, starting: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(runtime.status().drivers, { ready: 0, failed: 1, starting: 0 }, 'still failing while the cause is there');
+    await rm(blocker);
+    await waitFor('the driver to start with no request', () => runtime.status().drivers.ready === 1);
+    assert.deepEqual(runtime.status().drivers, { ready: 1, failed: 0, starting: 0 });
+    await roundTrip(runtime, 1);
+  });
 });
 
 describe('KeywardRuntime: watch()', () => {

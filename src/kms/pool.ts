@@ -2,7 +2,8 @@
  * Owns the live drivers. Configs with identical settings share one driver (the AAD
  * keeps their EDEKs apart). A reload keeps drivers whose settings did not change,
  * starts new ones, and closes retired ones once their in-flight calls are done.
- * A driver that failed to start is retried on use, at most every `retryInitMs`.
+ * A driver that failed to start is retried on use, at most every `retryInitMs`, and in the background with a
+ * growing interval (retryInitMs doubling, capped at a minute), so that an idle replica's /health recovers too.
  */
 import type { Logger } from 'pino';
 import type { DriverContext, KmsDriver, ProviderName } from './driver.js';
@@ -74,6 +75,9 @@ class Slot {
   pending: Promise<KmsDriver> | undefined;
   inFlight = 0;
   retired = false;
+  /** The next background start attempt while failed, and how many have failed in a row. */
+  retryTimer: NodeJS.Timeout | undefined;
+  retryAttempts = 0;
   #idle: (() => void) | undefined;
 
   constructor(
@@ -93,6 +97,7 @@ class Slot {
         this.state = 'ready';
         this.driver = driver;
         this.error = undefined;
+        this.retryAttempts = 0;
         return driver;
       })
       .catch((err: unknown) => {
@@ -118,6 +123,7 @@ class Slot {
 
   async close(): Promise<void> {
     this.state = 'closed';
+    clearTimeout(this.retryTimer);
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
     const driver = this.driver;
     this.driver = undefined;
@@ -152,7 +158,12 @@ export class DriverPool {
       if (this.#slots.has(key)) continue;
       const slot = this.#createSlot(key, config);
       this.#slots.set(key, slot);
-      starting.push(slot.boot().catch((err: unknown) => this.#logStartFailure(config, err)));
+      starting.push(
+        slot.boot().catch((err: unknown) => {
+          this.#logStartFailure(config, err);
+          this.#retryLater(slot, config);
+        }),
+      );
     }
     await Promise.all(starting);
 
@@ -177,8 +188,30 @@ export class DriverPool {
       return this.#isolation(config).wrapDriver(this.#tracked(slot, await slot.boot()));
     } catch (err) {
       this.#logStartFailure(config, err);
+      this.#retryLater(slot, config);
       throw err;
     }
+  }
+
+  /** Schedules a background start attempt for a failed driver (one at a time); its failures log at debug only. */
+  #retryLater(slot: Slot, config: KmsConfig): void {
+    if (slot.retryTimer || slot.state !== 'failed') return;
+    const delay = Math.min(this.#retryInitMs * 2 ** Math.min(slot.retryAttempts, 16), 60_000);
+    slot.retryTimer = setTimeout(() => {
+      slot.retryTimer = undefined;
+      if (slot.state !== 'failed' || slot.retired || slot.pending) return;
+      slot.boot().then(
+        () => {
+          this.#options.logger.info({ provider: config.provider, kmsConfigId: config.id, tenantId: config.tenantId }, 'KMS driver started on a later attempt');
+        },
+        (err: unknown) => {
+          slot.retryAttempts += 1;
+          this.#options.logger.debug({ provider: config.provider, kmsConfigId: config.id, kind: isKmsError(err) ? err.kind : 'other' }, 'KMS driver start retried in the background: still failing');
+          this.#retryLater(slot, config);
+        },
+      );
+    }, delay);
+    slot.retryTimer.unref();
   }
 
   /** One isolation per config id, kept while its policy stays the same. */
