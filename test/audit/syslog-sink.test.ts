@@ -96,7 +96,9 @@ describe('syslog audit sink (real rsyslogd)', () => {
       assert.equal(app.runtime.audit.depths().get('syslog'), ops, 'every outage event is waiting');
       await plain.start();
       await settled(app);
-      const received = (await plain.messages()).map((m) => JSON.parse(m.msg) as AuditEvent);
+      // The sink counts an event delivered once it is written to the TCP stream (syslog over TCP has
+      // no acknowledgement); rsyslog writes its file a moment later: wait for the lines themselves.
+      const received = (await plain.waitFor(before + 1 + ops)).map((m) => JSON.parse(m.msg) as AuditEvent);
       const outage = received.filter((e) => e.caller.requestingId.startsWith('outage-'));
       assert.equal(new Set(outage.map((e) => e.id)).size, ops, 'every outage event arrived');
       assert.deepEqual(outage.map((e) => e.caller.requestingId), Array.from({ length: ops }, (_, i) => `outage-${i}`), 'in order');
