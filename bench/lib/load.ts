@@ -6,7 +6,7 @@
  * whatever the answers do, and each latency is measured from the request's scheduled
  * time, so queueing shows (no coordinated omission).
  */
-import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { createHistogram, monitorEventLoopDelay, type RecordableHistogram } from 'node:perf_hooks';
 import { connect, type Socket } from 'node:net';
 import autocannon from 'autocannon';
 
@@ -141,6 +141,11 @@ export interface PacedResult extends LoadResult {
   readonly rate: number;
   /** Answers still missing 5 s after the last scheduled request. */
   readonly unanswered: number;
+  /**
+   * The generator's own event-loop delay over the run (ms): a stall here delays sends and the
+   * reading of answers, and shows as latency that is not the server's.
+   */
+  readonly generatorDelay: { readonly p99: number; readonly max: number };
 }
 
 /**
@@ -220,6 +225,8 @@ export async function paced(requests: readonly BenchRequest[], apiKey: string, o
     ),
   );
 
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
   const total = Math.floor(options.rate * options.seconds);
   const intervalNs = 1e9 / options.rate;
   const t0 = process.hrtime.bigint();
@@ -253,6 +260,7 @@ export async function paced(requests: readonly BenchRequest[], apiKey: string, o
   });
   const drainDeadline = Date.now() + 5_000;
   while (answered < sent && Date.now() < drainDeadline && !failure) await new Promise((r) => setTimeout(r, 10));
+  loopDelay.disable();
   for (const c of conns) c.socket.destroy();
   if (failure) throw failure;
   const seconds = Math.max(0.001, options.seconds - options.warmupS);
@@ -270,5 +278,6 @@ export async function paced(requests: readonly BenchRequest[], apiKey: string, o
     sent,
     rate: options.rate,
     unanswered: sent - answered,
+    generatorDelay: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
   };
 }

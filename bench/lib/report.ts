@@ -1,5 +1,6 @@
 /** Tables and targets: printed to the console and written as bench/results/<name>.md. */
 import type { BenchResults, ScenarioResult, SoakResult, RateResult, Target } from './results.js';
+import type { PacedResult } from './load.js';
 import { formatComparison, formatProfile } from './profile.js';
 
 const n0 = (v: number | undefined): string => (v === undefined ? '–' : Math.round(v).toLocaleString('en-US'));
@@ -160,9 +161,10 @@ export function consoleReport(results: BenchResults, rows: readonly ScenarioResu
   if (r) {
     out.push(
       '',
-      `p99 at 80% of max, ${r.scenario}: max ${n0(r.maxRps)} req/s → target rate ${n0(r.targetRps)} req/s`,
+      `p99 at 80% of max, ${r.scenario}: max ${n0(r.maxRps)} req/s${maxNote(r)} → target rate ${n0(r.targetRps)} req/s`,
       `  autocannon overallRate: ${n0(r.autocannon.rps)} req/s achieved, p50 ${ms(r.autocannon.latency.p50)} ms, p99 ${ms(r.autocannon.latency.p99)} ms, p99.9 ${ms(r.autocannon.latency.p999)} ms (autocannon's own whole-ms, CO-corrected p99: ${r.autocannon.autocannon?.p99 ?? '–'} ms)`,
       `  paced open-loop (${r.paced.connections} conns): ${n0(r.paced.rps)} req/s achieved, p50 ${ms(r.paced.latency.p50)} ms, p99 ${ms(r.paced.latency.p99)} ms, p99.9 ${ms(r.paced.latency.p999)} ms, unanswered ${r.paced.unanswered}`,
+      ...pacedSides(r).map((line) => `    ${line}`),
     );
   }
   const soak = results.soak;
@@ -206,7 +208,7 @@ export function markdown(results: BenchResults, rows: readonly ScenarioResult[],
   const r = results.p99At80;
   if (r) {
     out.push(
-      `**p99 at 80% of max** (${r.scenario}, max ${n0(r.maxRps)} req/s, rate ${n0(r.targetRps)} req/s): autocannon overallRate p99 **${ms(r.autocannon.latency.p99)} ms** (p50 ${ms(r.autocannon.latency.p50)} ms); paced open-loop p99 ${ms(r.paced.latency.p99)} ms (p50 ${ms(r.paced.latency.p50)} ms).`,
+      `**p99 at 80% of max** (${r.scenario}, max ${n0(r.maxRps)} req/s${maxNote(r)}, rate ${n0(r.targetRps)} req/s): autocannon overallRate p99 **${ms(r.autocannon.latency.p99)} ms** (p50 ${ms(r.autocannon.latency.p50)} ms); paced open-loop p99 ${ms(r.paced.latency.p99)} ms (p50 ${ms(r.paced.latency.p50)} ms).${pacedSides(r).map((line) => ` ${line}.`).join('')}`,
       '',
     );
   }
@@ -226,4 +228,22 @@ export function markdown(results: BenchResults, rows: readonly ScenarioResult[],
   const d = results.durations;
   out.push(`Run time: ${d.totalS.toFixed(0)} s (build ${d.buildS.toFixed(0)} s, set-up ${d.setupS.toFixed(0)} s, scenarios ${d.scenariosS.toFixed(0)} s, p99-at-80% ${d.rateS.toFixed(0)} s, soak ${d.soakS.toFixed(0)} s).`, '');
   return out.join('\n');
+}
+
+/** Where the maximum the rate runs use came from (results of older runs have the scenario's only). */
+function maxNote(r: RateResult): string {
+  return r.scenarioMaxRps === undefined ? '' : ` measured again just before (the scenario's own: ${n0(r.scenarioMaxRps)} req/s)`;
+}
+
+/** Whose event loop was late during the paced run: the generator's, or Keyward's (with its GC pauses). */
+function pacedSides(r: RateResult): string[] {
+  const lines: string[] = [];
+  const g = r.paced.generatorDelay as PacedResult['generatorDelay'] | undefined;
+  if (g) lines.push(`load generator's own event-loop delay: p99 ${g.p99.toFixed(1)} ms, max ${g.max.toFixed(1)} ms`);
+  const k = r.pacedServer;
+  if (k) {
+    const gc = Object.entries(k.gcMs).map(([kind, total]) => `${kind} ${total.toFixed(0)} ms in ${n0(k.gcPauses[kind] ?? 0)}`).join(', ');
+    lines.push(`Keyward's event-loop delay: p99 ${k.eventLoopP99Ms.toFixed(1)} ms, max ${k.eventLoopMaxMs.toFixed(1)} ms; its GC pauses: ${gc || 'none'}`);
+  }
+  return lines;
 }

@@ -37,13 +37,22 @@ export interface ScenarioResult {
 
 export interface RateResult {
   readonly scenario: string;
+  /** The maximum measured again just before the rate runs (their 80% is of this). */
   readonly maxRps: number;
+  /** The scenario's own maximum (measured before the other leased scenarios ran); absent in results written before it was recorded. */
+  readonly scenarioMaxRps?: number;
   readonly targetRps: number;
   /** autocannon with overallRate = 80% of max (the brief's method). */
   readonly autocannon: LoadResult;
   /** The open-loop paced generator at the same rate. */
   readonly paced: PacedResult;
   readonly foreignCpuPercent: { readonly autocannon: number | undefined; readonly paced: number | undefined };
+  /**
+   * Keyward's side of the paced run, from its /metrics scraped just before and after it: the
+   * largest event-loop delay (prom-client resets its monitor at each scrape) and the time spent
+   * in garbage-collection pauses, by kind, in ms.
+   */
+  readonly pacedServer?: { readonly eventLoopMaxMs: number; readonly eventLoopP99Ms: number; readonly gcMs: Readonly<Record<string, number>>; readonly gcPauses: Readonly<Record<string, number>> };
 }
 
 export interface SoakSample {
