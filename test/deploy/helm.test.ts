@@ -505,12 +505,12 @@ describe('Helm chart helm/keyward', () => {
     assert.deepEqual(ports(opsApart), [['api', 7777, 'api', 'https']]);
     assert.deepEqual(ports(opsApart, 'keyward-ops'), [['ops', 9000, 'ops', undefined]]);
 
-    // Off by default, and tls.existingSecret alone does not turn it on.
-    for (const off of [render(), render('--set', 'tls.existingSecret=keyward-tls')]) {
-      for (const name of ['KEYWARD_TLS_CERT', 'KEYWARD_TLS_KEY', 'KEYWARD_TLS_CLIENT_CA']) assert.equal(env(off.keyward(), name), undefined, name);
-      assert.equal(podSpec(off.deployment()).volumes?.some((v) => v.secret !== undefined), false, 'no Secret volume');
-      assert.equal(loadProcessConfig(processEnv(off.keyward()), '/app').tls, undefined);
-    }
+    // Off by default; tls.existingSecret without tls.enabled is refused (a render failure, below) rather than
+    // silently serving plain HTTP.
+    const off = render();
+    for (const name of ['KEYWARD_TLS_CERT', 'KEYWARD_TLS_KEY', 'KEYWARD_TLS_CLIENT_CA']) assert.equal(env(off.keyward(), name), undefined, name);
+    assert.equal(podSpec(off.deployment()).volumes?.some((v) => v.secret !== undefined), false, 'no Secret volume');
+    assert.equal(loadProcessConfig(processEnv(off.keyward()), '/app').tls, undefined);
     // The production example serves TLS too.
     const cluster = render('-f', example('cluster-aws-irsa.yaml'));
     assert.equal(loadProcessConfig(processEnv(cluster.keyward()), '/app').tls?.certFile, `${TLS_DIR}/tls.crt`);
@@ -592,6 +592,7 @@ describe('Helm chart helm/keyward', () => {
       { args: ['--set', 'autoscaling.enabled=true,autoscaling.minReplicas=5,autoscaling.maxReplicas=3'], message: /minReplicas must not exceed autoscaling\.maxReplicas/ },
       { args: ['--set', 'topologySpread.whenUnsatisfiable=Never'], message: /topologySpread\/whenUnsatisfiable/ },
       { args: ['--set', 'tls.enabled=true'], message: /tls\.enabled needs tls\.existingSecret: the name of a kubernetes\.io\/tls Secret/ },
+      { args: ['--set', 'tls.existingSecret=keyward-tls'], message: /tls\.existingSecret is set but tls\.enabled is false: the API would be served over plain HTTP/ },
       { args: ['--set', 'tls.clientCa.existingSecret=keyward-client-ca'], message: /tls\.clientCa\.existingSecret \(client certificates, mutual TLS\) needs TLS on the API port: set tls\.enabled and tls\.existingSecret/ },
       { args: ['--set', 'tls.enabled=true,tls.existingSecret=Keyward_TLS'], message: /tls\/existingSecret/ },
       { args: ['--set', 'tls.enabled=yes'], message: /tls\/enabled.*got string, want boolean/ },

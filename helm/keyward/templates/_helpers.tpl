@@ -197,6 +197,9 @@ values to change.
 {{- if and $tls.enabled (not $tls.existingSecret) }}
 {{- fail "tls.enabled needs tls.existingSecret: the name of a kubernetes.io/tls Secret (keys tls.crt and tls.key) in the release's namespace, for example the secretName of a cert-manager Certificate, or one made with kubectl create secret tls keyward-tls --cert=server.crt --key=server.key" }}
 {{- end }}
+{{- if and $tls.existingSecret (not $tls.enabled) }}
+{{- fail "tls.existingSecret is set but tls.enabled is false: the API would be served over plain HTTP. Set tls.enabled=true to serve it over HTTPS, or leave tls.existingSecret empty for plain HTTP" }}
+{{- end }}
 {{- if and $tls.clientCa.existingSecret (not $tls.enabled) }}
 {{- fail "tls.clientCa.existingSecret (client certificates, mutual TLS) needs TLS on the API port: set tls.enabled and tls.existingSecret too" }}
 {{- end }}
