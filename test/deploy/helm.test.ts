@@ -669,6 +669,15 @@ describe('Helm chart helm/keyward', () => {
       const cluster = text(['-f', example('cluster-aws-irsa.yaml')]);
       assert.match(cluster, /"tenantId":"acme"/, 'the example request names a tenant of the file');
       assert.doesNotMatch(cluster, /no tenants yet/);
+      // With a scoped API key, the example names a tenant the key may act for; none: a warning.
+      const scoped = text(['-f', example('cluster-aws-irsa.yaml'), '--set', 'apiKey.tenants={glo*,other}']);
+      assert.match(scoped, /"tenantId":"globex"/, 'the first tenant apiKey.tenants allows');
+      assert.doesNotMatch(scoped, /WARNING: no tenant/);
+      const exact = text(['-f', example('cluster-aws-irsa.yaml'), '--set', 'apiKey.tenants={acme}']);
+      assert.match(exact, /"tenantId":"acme"/);
+      const none = text(['-f', example('cluster-aws-irsa.yaml'), '--set', 'apiKey.tenants={acme.*,ac,*-eu}']);
+      assert.match(none, /WARNING: no tenant of the tenants file matches apiKey\.tenants \(acme\.\*, ac, \*-eu\)/, 'regular-expression characters are literal; * is the only wildcard');
+      assert.match(none, /"tenantId":"<a tenant of the tenants file>"/);
       const demo = text(['--set', 'apiKey.existingSecret=', '--set-string', `apiKey.value=${API_KEY}`, '--set', 'opsService.enabled=true']);
       assert.match(demo, /WARNING: the API key comes from apiKey\.value/);
       assert.match(demo, /port-forward service\/keyward-ops 9000:9000/);
