@@ -236,7 +236,7 @@ function maxNote(r: RateResult): string {
 }
 
 /** Whose event loop was late during the paced run: the generator's, or Keyward's (with its GC pauses). */
-function pacedSides(r: RateResult): string[] {
+export function pacedSides(r: RateResult): string[] {
   const lines: string[] = [];
   const g = r.paced.generatorDelay as PacedResult['generatorDelay'] | undefined;
   if (g) lines.push(`load generator's own event-loop delay: p99 ${g.p99.toFixed(1)} ms, max ${g.max.toFixed(1)} ms`);
